@@ -1,0 +1,32 @@
+"""`splitlm`: the umbrella command (assets, plus the curate and train apps)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from splitlm.cli import curate, train
+from splitlm.cli._run import run
+
+app = typer.Typer(help="splitlm: curate semantic domains and train split language models.", no_args_is_help=True)
+app.add_typer(curate.app, name="curate")
+app.add_typer(train.app, name="train")
+
+
+@app.command()
+def assets(
+    cache: Annotated[Optional[Path], typer.Option(help="Asset cache folder (default: $SPLITLM_CACHE or ~/.cache/splitlm).")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Only verify; do not download.")] = False,
+) -> None:
+    """Provision the offline assets: the GPT-2 tokenizer and the embedded demo corpus."""
+    from splitlm import assets as assets_mod
+
+    paths = assets_mod.provision(cache, check_only=check)
+    for name, path in paths.items():
+        typer.echo(f"{name}: {path}")
+
+
+def main() -> None:
+    run(app)

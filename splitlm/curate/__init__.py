@@ -1,0 +1,1 @@
+"""Corpus curation: ingest -> dedup -> windows -> embed -> kmeans -> route -> shards -> cards -> inspect."""

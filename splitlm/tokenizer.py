@@ -1,0 +1,88 @@
+"""Tokenizers: GPT-2 BPE from the offline asset, or any Hugging Face `tokenizer.json`.
+
+`--tokenizer` accepts `gpt2` (the provisioned asset), a path to a `tokenizer.json` or to a folder
+holding one, or a hub name that is already in the local Hugging Face cache (nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from splitlm.errors import ConfigError
+
+EOS_CANDIDATES = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>", "[SEP]")
+
+
+@dataclass(frozen=True)
+class LoadedTokenizer:
+    name: str  # what the user asked for
+    path: str  # the tokenizer.json it was loaded from
+    sha256: str  # of that file
+    tokenizer: Tokenizer
+    eos_id: int
+    vocab_size: int
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids) -> str:
+        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def decode_batch(self, batch) -> list[str]:
+        return self.tokenizer.decode_batch([[int(i) for i in ids] for ids in batch], skip_special_tokens=False)
+
+
+def _resolve(spec: str) -> Path:
+    if spec == "gpt2":
+        from splitlm.assets import gpt2_tokenizer_path
+
+        return gpt2_tokenizer_path()
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        if (path / "tokenizer.json").exists():
+            return path / "tokenizer.json"
+        raise ConfigError(f"--tokenizer {spec}: folder has no tokenizer.json")
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(spec, "tokenizer.json")
+    except Exception:  # not a valid repo id
+        cached = None
+    if isinstance(cached, str):
+        return Path(cached)
+    raise ConfigError(
+        f"--tokenizer {spec}: not `gpt2`, a tokenizer.json, a folder with one, or a hub name in the local cache"
+    )
+
+
+@lru_cache(maxsize=8)
+def load_tokenizer(spec: str = "gpt2") -> LoadedTokenizer:
+    path = _resolve(spec)
+    data = path.read_bytes()
+    try:
+        tok = Tokenizer.from_str(data.decode("utf-8"))
+    except Exception as err:
+        raise ConfigError(f"--tokenizer {spec}: {path} is not a tokenizers JSON ({err})") from err
+    # Text that happens to contain "<|endoftext|>" is text: only the packer inserts EOS ids.
+    tok.encode_special_tokens = True
+    eos = next((tok.token_to_id(t) for t in EOS_CANDIDATES if tok.token_to_id(t) is not None), None)
+    if eos is None:
+        raise ConfigError(f"--tokenizer {spec}: no end-of-text token among {EOS_CANDIDATES}")
+    return LoadedTokenizer(
+        name=spec,
+        path=str(path),
+        sha256=hashlib.sha256(data).hexdigest(),
+        tokenizer=tok,
+        eos_id=eos,
+        vocab_size=tok.get_vocab_size(with_added_tokens=True),
+    )

@@ -1,0 +1,1 @@
+"""Split training (models, data, runner, evaluate) and scaling laws (laws, fit, plan)."""

@@ -12,6 +12,11 @@ from splitlm.cli._run import run
 app = typer.Typer(help="Train split models and fit the split scaling law.", no_args_is_help=True)
 
 
+@app.callback()
+def _group() -> None:
+    """Train split models and fit the split scaling law."""
+
+
 def _register() -> None:
     import importlib
 

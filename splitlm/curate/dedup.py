@@ -1,0 +1,121 @@
+"""Dedup: drop exact and near-duplicate documents before windowing; record what each duplicates.
+
+- exact: sha256 of the whitespace-normalised text (runs of whitespace -> one space, trimmed).
+- near: MinHash (datasketch, `num_perm` permutations) of word 5-gram shingles, candidates from an
+  LSH index at `threshold`, confirmed by the estimated Jaccard of the two signatures (LSH alone lets
+  through pairs below the threshold). A document is kept if no earlier kept document matches, so
+  the first occurrence in input order survives and the result does not depend on batch sizes.
+
+Cost: one MinHash per document (vectorised over its shingles) and one LSH query; memory grows by
+`num_perm` x 4 bytes per kept document for the confirmation signatures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from splitlm.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    enabled: bool = True
+    """`--no-dedup` turns both passes off."""
+    near: bool = True
+    """Run the MinHash near-duplicate pass after the exact pass."""
+    threshold: float = 0.8
+    """Jaccard similarity of word 5-gram sets at or above which two documents are near-duplicates."""
+    shingle_words: int = 5
+    num_perm: int = 128
+    seed: int = 1
+    """MinHash permutation seed (fixed so signatures are comparable across runs)."""
+
+    def __post_init__(self):
+        if not 0.0 < self.threshold <= 1.0:
+            raise ConfigError(f"--dedup-threshold must be in (0, 1], got {self.threshold}")
+        if self.shingle_words < 1 or self.num_perm < 16:
+            raise ConfigError("dedup needs shingle_words >= 1 and num_perm >= 16")
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def shingles(normalised: str, n: int) -> list[bytes]:
+    words = normalised.split(" ")
+    if len(words) <= n:
+        return [normalised.encode("utf-8")]
+    return [" ".join(words[i : i + n]).encode("utf-8") for i in range(len(words) - n + 1)]
+
+
+class Deduplicator:
+    """Feed documents in input order; `check` returns (kind, duplicate_of) or None to keep."""
+
+    def __init__(self, config: DedupConfig):
+        from datasketch import MinHash, MinHashLSH
+
+        self.config = config
+        self._exact: dict[bytes, str] = {}
+        self._lsh = MinHashLSH(threshold=config.threshold, num_perm=config.num_perm) if config.near else None
+        self._template = MinHash(num_perm=config.num_perm, seed=config.seed)
+        self._signatures: dict[str, tuple[int, np.ndarray]] = {}  # doc_id -> (insertion order, sig)
+
+    def _minhash(self, normalised: str):
+        mh = self._template.copy()
+        mh.update_batch(shingles(normalised, self.config.shingle_words))
+        return mh
+
+    def check(self, doc_id: str, text: str) -> tuple[str, str] | None:
+        norm = normalise(text)
+        key = hashlib.sha256(norm.encode("utf-8")).digest()
+        if key in self._exact:
+            return "exact", self._exact[key]
+        if self._lsh is not None:
+            mh = self._minhash(norm)
+            best = self._confirm(mh, self._lsh.query(mh))
+            if best is not None:
+                return "near", best
+            self._lsh.insert(doc_id, mh, check_duplication=False)
+            self._signatures[doc_id] = (len(self._signatures), mh.hashvalues.astype(np.uint32))
+        self._exact[key] = doc_id
+        return None
+
+    def _confirm(self, mh, candidates: list[str]) -> str | None:
+        """The earliest-kept candidate whose estimated Jaccard reaches the threshold."""
+        if not candidates:
+            return None
+        mine = mh.hashvalues.astype(np.uint32)
+        for doc_id in sorted(candidates, key=lambda c: self._signatures[c][0]):
+            if float(np.mean(self._signatures[doc_id][1] == mine)) >= self.config.threshold:
+                return doc_id
+        return None
+
+
+def write_duplicates(documents: Path, out: Path, config: DedupConfig, advance=lambda n: None) -> dict[str, Any]:
+    """The dedup stage: `duplicates-*.parquet` lists every removed document (DUPLICATES schema)."""
+    from collections import Counter
+
+    from splitlm.curate.parts import PartWriter, iter_batches
+    from splitlm.schemas.tables import DOCUMENTS, DUPLICATES
+
+    writer = PartWriter(out, "duplicates", DUPLICATES)
+    kinds: Counter[str] = Counter()
+    dedup = Deduplicator(config) if config.enabled else None
+    seen = 0
+    for batch in iter_batches(documents, "part", DOCUMENTS):
+        for row in batch.to_pylist():
+            seen += 1
+            hit = dedup.check(row["doc_id"], row["text"]) if dedup else None
+            if hit is not None:
+                kinds[hit[0]] += 1
+                writer.write({"doc_id": row["doc_id"], "duplicate_of": hit[1], "kind": hit[0],
+                              "domain": row["domain"], "source": row["source"], "line": row["line"]})
+        advance(batch.num_rows)
+    writer.close()
+    return {"documents_in": seen, "documents_duplicate": sum(kinds.values()),
+            "duplicates_by_kind": dict(sorted(kinds.items())), "documents_kept": seen - sum(kinds.values())}

@@ -1,0 +1,107 @@
+"""Training and validation data: torch Datasets over the memory-mapped cluster shards.
+
+A shard row holds seq_len + 1 tokens. The whole row is the model input and its own label: Hugging
+Face causal LMs shift labels inside, so a row trains seq_len next-token predictions. Every token
+count splitlm reports is a count of these predicted tokens: one step = batch x seq_len tokens.
+
+The mixture is every cluster's train shard, concatenated. A training stream is a fixed length
+(steps x batch) walk over epochs of that pool; each epoch is a fresh permutation drawn from
+(seed, epoch), so the order depends only on the seed and a resumed run sees the same examples.
+Rows are read from the memmap on demand: no copy of a shard is ever held in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from splitlm.errors import ConfigError, SchemaError
+from splitlm.schemas.tokens import TokenArray
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What training needs from a curated run's manifest.json."""
+
+    seq_len: int
+    """Predicted tokens per window (windows hold seq_len + 1 ids)."""
+    tokenizer: str
+    """Tokenizer spec for `splitlm.tokenizer.load_tokenizer`."""
+    vocab_size: int
+    """Model vocabulary: the tokenizer's size."""
+    eos_id: int
+    """End-of-text id (also used as BOS and PAD in the model config)."""
+    k: int
+    """Number of clusters."""
+
+
+def read_run(run: Path) -> RunInfo:
+    path = Path(run) / "manifest.json"
+    if not path.exists():
+        raise ConfigError(f"{path}: missing; RUN must be a folder written by `curate cluster`")
+    try:
+        data = json.loads(path.read_text())
+        return RunInfo(**{f: data[f] for f in RunInfo.__dataclass_fields__})
+    except (ValueError, KeyError, TypeError) as err:
+        raise SchemaError(f"{path}: not a run manifest with seq_len, tokenizer, vocab_size, eos_id, k ({err})")
+
+
+def shard_dir(run: Path, cluster: int, split: str) -> Path:
+    return Path(run) / "shards" / f"cluster-{cluster:02d}" / split
+
+
+def open_shard(run: Path, cluster: int, split: str, seq_len: int) -> TokenArray:
+    array = TokenArray(shard_dir(run, cluster, split))
+    if array.seq_len != seq_len:
+        raise SchemaError(f"{array.folder}: windows of {array.header.width} tokens, manifest says {seq_len + 1}")
+    return array
+
+
+class ShuffledStream(Dataset):
+    """`length` rows drawn epoch by epoch, without replacement, from the concatenated shards."""
+
+    def __init__(self, shards: list[TokenArray], length: int, seed: int):
+        self.shards = shards
+        self.offsets = np.cumsum([0] + [len(s) for s in shards])
+        self.pool = int(self.offsets[-1])
+        if self.pool == 0:
+            raise ConfigError(f"no training windows in {[str(s.folder) for s in shards]}")
+        self.length, self.seed = length, seed
+        self._epoch, self._perm = -1, np.empty(0, np.int64)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _row(self, i: int) -> np.ndarray:
+        epoch, pos = divmod(i, self.pool)
+        if epoch != self._epoch:  # one permutation in memory at a time
+            self._epoch = epoch
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.pool)
+        j = int(self._perm[pos])
+        shard = int(np.searchsorted(self.offsets, j, side="right")) - 1
+        return self.shards[shard][j - int(self.offsets[shard])]
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        ids = torch.from_numpy(self._row(i).astype(np.int64))
+        return {"input_ids": ids, "labels": ids}
+
+
+class EvalWindows(Dataset):
+    """Up to `limit` evenly spaced rows of one validation shard (all rows when limit is 0)."""
+
+    def __init__(self, shard: TokenArray, limit: int = 0):
+        n = len(shard)
+        self.shard = shard
+        self.rows = np.arange(n) if not limit or limit >= n else np.linspace(0, n - 1, limit).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        ids = torch.from_numpy(self.shard[int(self.rows[i])].astype(np.int64))
+        return {"input_ids": ids, "labels": ids}

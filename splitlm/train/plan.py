@@ -249,6 +249,8 @@ def plot_plan(loss: MixtureLoss, cfg: PlanConfig, p: dict, path: Path) -> None:
     lo, hi = p["flat_range"]
     ax.axvspan(lo / cfg.budget, hi / cfg.budget, color="C0", alpha=0.15, label=f"within {cfg.flat_tol:g} of optimum")
     ax.axvline(p["fraction"], color="C3", ls="--", label=f"t_s / D_T = {p['fraction']:.3f}")
+    top = max(p["loss_all_pretraining"], p["loss"] + 10 * cfg.flat_tol)
+    ax.set_ylim(p["loss"] - 2 * cfg.flat_tol, top + 2 * cfg.flat_tol)  # the t -> 0 spike would hide the optimum
     ax.set(xlabel="pretraining fraction t / D_T", ylabel="predicted loss",
            title=f"N = {cfg.size:.3g}, D_T = {cfg.budget:.3g} tokens, K = {cfg.k}")
     ax.legend(fontsize=8)

@@ -79,3 +79,7 @@ def windows(
 
 def main() -> None:
     run(app)
+
+
+if __name__ == "__main__":
+    main()

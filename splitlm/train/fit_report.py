@@ -141,12 +141,12 @@ def plot(report: FitReport, path: Path) -> None:
     groups = list(report.results)
     cols = min(4, len(groups))
     rows = -(-len(groups) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols + 1.2, 3.6 * rows), squeeze=False, layout="constrained")
     f = report.frame
     lo, hi = min(f["_loss"].min(), f["_pred"].min()), max(f["_loss"].max(), f["_pred"].max())
     sizes = np.log10(f["_N"].to_numpy() * report.spec.n_unit)
     norm = matplotlib.colors.Normalize(sizes.min(), sizes.max() if sizes.max() > sizes.min() else sizes.min() + 1)
-    for ax, g in zip(axes.flat, groups):
+    for i, (ax, g) in enumerate(zip(axes.flat, groups)):
         part = f.filter(pl.col("_group") == g)
         for is_train, style in ((True, {}), (False, {"facecolors": "none"})):
             sub = part.filter(pl.col("_train") == is_train)
@@ -159,12 +159,12 @@ def plot(report: FitReport, path: Path) -> None:
         text = "\n".join(f"{k} MAE {s[k]['mae']:.4f}" for k in ("train", "test") if s[k]["n"])
         ax.text(0.03, 0.97, text, transform=ax.transAxes, va="top", fontsize=8, family="monospace")
         ax.set(title=f"{report.law.name} law" + (f", {report.spec.by} {g}" if report.spec.by else ""),
-               xlabel="observed loss", ylabel="predicted loss", xlim=(lo, hi), ylim=(lo, hi))
+               xlabel="observed loss", ylabel="predicted loss" if i % cols == 0 else None, xlim=(lo, hi), ylim=(lo, hi))
         ax.legend(loc="lower right", fontsize=8)
     for ax in list(axes.flat)[len(groups):]:
         ax.axis("off")
     sm = plt.cm.ScalarMappable(norm=norm, cmap="viridis")
-    fig.colorbar(sm, ax=axes, label="log10 parameters", shrink=0.8)
+    fig.colorbar(sm, ax=axes, label="log10 parameters", shrink=0.8, pad=0.02)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

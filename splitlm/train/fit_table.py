@@ -152,6 +152,11 @@ def load_runs(path: Path, spec: TableSpec, law: Law) -> Runs:
         keep = np.ones(df.height, bool)
         keep[df["_loss"].arg_sort(descending=True).head(spec.drop_highest).to_numpy()] = False
         drop("highest_losses", pl.Series(keep))
+    if df.height and not df["_loss"].is_between(*spec.keep).any():
+        raise ConfigError(
+            f"{path}: all {df.height} losses ({df['_loss'].min():.3g}-{df['_loss'].max():.3g}) are outside --keep "
+            f"{spec.keep[0]:g},{spec.keep[1]:g} (the paper's outlier range); widen it, e.g. --keep 0.5,12 for tiny models"
+        )
     drop("outlier_loss", pl.col("_loss").is_between(*spec.keep))
     drop(f"undefined_for_{law.name}", pl.Series(law.valid(Points(df["_N"].to_numpy(), df["_D"].to_numpy(), df["_Dk"].to_numpy()))))
     if df.is_empty():

@@ -171,7 +171,8 @@ def test_user_errors_are_one_line_and_exit_1(paper_grid: Path, tmp_path: Path) -
     cases = [
         ([str(tmp_path / "missing.csv")], "no such table"),
         ([str(paper_grid), "--columns", "loss=val_loss"], "--columns loss"),
-        ([str(paper_grid), "--train-where", "n_params <= 1e9", "--keep", "9,10"], "no rows left"),
+        ([str(paper_grid), "--keep", "9,10"], "outside --keep 9,10"),
+        ([str(paper_grid), "--train-where", "n_params < 0"], "no training rows"),
     ]
     for args, message in cases:
         proc = subprocess.run([str(train), "fit", *args, "--out", str(tmp_path / "x")], capture_output=True, text=True)

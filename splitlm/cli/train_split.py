@@ -1,0 +1,107 @@
+"""`train split` and `train eval`: split training on a curated run, and routed evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+_SUFFIX = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
+
+
+def parse_tokens(text: str, flag: str) -> int:
+    """`250000`, `250k`, `1.5M`, `2e6` -> tokens."""
+    from splitlm.errors import ConfigError
+
+    value = text.strip().lower()
+    scale = _SUFFIX.get(value[-1:], 1)
+    try:
+        number = float(value[:-1] if scale > 1 else value) * scale
+    except ValueError:
+        raise ConfigError(f"{flag} {text}: not a token count (examples: 250000, 250k, 1.5M, 2e6)") from None
+    if number < 0 or number != int(number):
+        raise ConfigError(f"{flag} {text}: need a whole, non-negative number of tokens")
+    return int(number)
+
+
+def _clusters(text: str) -> Optional[tuple[int, ...]]:
+    from splitlm.errors import ConfigError
+
+    if text == "all":
+        return None
+    try:
+        return tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--clusters {text}: `all` or comma-separated cluster ids like 0,3") from None
+
+
+def split_cmd(
+    run: Annotated[Path, typer.Argument(help="Curated run folder (manifest.json + shards/).")],
+    out: Annotated[Path, typer.Option("--out", help="TRAIN folder: checkpoints, losses.csv/.parquet.")],
+    total_tokens: Annotated[str, typer.Option(help="D_T: pretraining + all K branches, e.g. 2M.")],
+    split_at: Annotated[str, typer.Option(help="Split points t_s in pretraining tokens, e.g. 0,500k,1M.")],
+    size: Annotated[str, typer.Option(help="tiny, mini, phonebook, 100M, 125M, 350M, 760M, 1.3B, 2.7B, 6.7B.")] = "tiny",
+    arch: Annotated[str, typer.Option(help="gpt2 or llama.")] = "gpt2",
+    clusters: Annotated[str, typer.Option(help="Branches to train: all, or ids like 0,3.")] = "all",
+    eval_every: Annotated[str, typer.Option(help="Tokens between evaluations (default D_T/20).")] = "0",
+    batch_size: Annotated[int, typer.Option(help="Windows per step.")] = 8,
+    warmup_tokens: Annotated[Optional[str], typer.Option(help="Pretraining warmup (default 1% of D_T).")] = None,
+    eval_windows: Annotated[int, typer.Option(help="Validation windows per cluster per evaluation (0: all).")] = 256,
+    precision: Annotated[str, typer.Option(help="auto (bf16 where supported), bf16 or fp32.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seeds the initial weights and the data order.")] = 0,
+    parallel: Annotated[int, typer.Option(help="Branches trained at once in local processes.")] = 1,
+    threads: Annotated[int, typer.Option(help="torch threads per job (0: torch default / cores split).")] = 0,
+) -> None:
+    """Pretrain on the mixture (the baseline, to D_T), branch at every split point, train each cluster."""
+    from splitlm.train import evaluate
+    from splitlm.train.split import SplitConfig, split
+
+    cfg = SplitConfig(
+        run=run, size=size, arch=arch, total_tokens=parse_tokens(total_tokens, "--total-tokens"),
+        split_at=tuple(parse_tokens(t, "--split-at") for t in split_at.split(",")),
+        batch_size=batch_size, eval_every=parse_tokens(eval_every, "--eval-every"),
+        warmup_tokens=-1 if warmup_tokens is None else parse_tokens(warmup_tokens, "--warmup-tokens"),
+        seed=seed, eval_windows=eval_windows, precision=precision,
+    )  # fmt: skip
+    budget, table = split(cfg, out, _clusters(clusters), parallel=parallel, threads=threads)
+    if budget.note:
+        typer.echo(f"note: {budget.note}")
+    typer.echo(f"losses: {table} (+ .parquet)")
+    rows = evaluate.compare_final(evaluate.collect_losses(out))
+    typer.echo(f"{'split_at':>12} {'cluster':>7} {'baseline':>9} {'split':>9} {'change':>7}")
+    for r in rows:
+        change = 100 * (r["split_loss"] / r["baseline_loss"] - 1)
+        typer.echo(
+            f"{r['split_at']:>12,} {r['cluster']:>7} {r['baseline_loss']:>9.4f} {r['split_loss']:>9.4f} {change:>+6.2f}%"
+        )
+
+
+def eval_cmd(
+    train: Annotated[Path, typer.Argument(help="TRAIN folder written by `train split`.")],
+    run: Annotated[Path, typer.Option("--run", help="The curated run (shards, router).")],
+    prefix_tokens: Annotated[int, typer.Option(help="Route by this many leading tokens.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 8,
+) -> None:
+    """Routed evaluation: route each validation window by its prefix, score the rest, vs pretraining only."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from splitlm.train.evaluate import routed_eval
+
+    rows = routed_eval(train, run, prefix_tokens=prefix_tokens, batch_size=batch_size)
+    table = Table(title=f"Routed evaluation ({prefix_tokens}-token prefix): perplexity")
+    for name in ("split_at", "kind", "group", "windows", "routed_to_own", "baseline_ppl", "routed_ppl", "ppl_change_pct"):
+        table.add_column(name, justify="left" if name in ("kind", "group") else "right")
+    for r in rows:
+        table.add_row(
+            f"{r['split_at']:,}", r["kind"], r["group"], str(r["windows"]), f"{r['routed_to_own']:.2f}",
+            f"{r['baseline_ppl']:.2f}", f"{r['routed_ppl']:.2f}", f"{r['ppl_change_pct']:+.2f}%",
+        )  # fmt: skip
+    Console().print(table)
+    typer.echo(f"wrote {train / 'routed' / 'routed_eval.csv'} and routed_eval.png")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("split")(split_cmd)
+    app.command("eval")(eval_cmd)

@@ -1,0 +1,200 @@
+"""The losses table of a split run, its baseline-vs-split summary, and routed evaluation.
+
+Routed evaluation (paper Sec. 3.1, App. D): each validation window of every cluster is routed by
+its first `prefix_tokens` tokens; the remaining seq_len + 1 - prefix_tokens tokens are scored (each
+given everything before it) by the branch of the routed cluster, and by the pretraining-only model
+for comparison. Losses are token means; perplexity is exp(loss). Results are grouped by the
+window's own cluster and by its domain label (paper Table 4 reports domains), plus `all`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from splitlm.curate.stage import atomic_write_text
+from splitlm.errors import ConfigError
+from splitlm.train import data as data_mod
+from splitlm.train import runner
+from splitlm.train.split import branch_dir
+
+# The losses table: one row per evaluation, see `runner.LOSS_COLUMNS` for the meaning of the keys.
+LOSSES = pa.schema(
+    [(name, pa.string()) for name in ("size", "arch")]
+    + [(name, pa.int64()) for name in runner.LOSS_COLUMNS[2:-1]]
+    + [("eval_loss", pa.float64())]
+)
+
+
+def collect_losses(out: Path) -> pa.Table:
+    paths = [out / "pretrain" / "losses.jsonl", *sorted(out.glob("branches/*/*/losses.jsonl"))]
+    rows = [row for path in paths for row in runner.read_rows(path)]
+    rows.sort(key=lambda r: (r["split_at"], r["cluster"], r["eval_cluster"], r["step"]))
+    return pa.Table.from_pylist(rows, schema=LOSSES)
+
+
+def write_losses(out: Path) -> Path:
+    """TRAIN/losses.parquet and TRAIN/losses.csv from every job's rows; returns the CSV path."""
+    import pyarrow.csv as pacsv
+
+    table = collect_losses(out)
+    tmp = out / ".losses.parquet.tmp"
+    pq.write_table(table, tmp)
+    tmp.replace(out / "losses.parquet")
+    tmp = out / ".losses.csv.tmp"
+    pacsv.write_csv(table, tmp)
+    tmp.replace(out / "losses.csv")
+    return out / "losses.csv"
+
+
+def compare_final(table: pa.Table) -> list[dict]:
+    """Per split point and cluster: the baseline's last loss on it vs its own branch's last loss."""
+    rows = table.to_pylist()
+    last: dict[tuple, dict] = {}
+    for r in rows:
+        if r["cluster"] != r["eval_cluster"]:
+            continue
+        key = (r["split_at"], r["cluster"])
+        if key not in last or r["step"] > last[key]["step"]:
+            last[key] = r
+    out = []
+    for (split_at, k), r in sorted(last.items()):
+        base = last.get((-1, k))
+        if split_at < 0 or base is None:
+            continue
+        out.append(dict(
+            split_at=split_at, cluster=k, baseline_tokens=base["pt_tokens"], baseline_loss=base["eval_loss"],
+            split_tokens=split_at + r["cpt_tokens"], split_loss=r["eval_loss"],
+        ))  # fmt: skip
+    return out
+
+
+def _score(model, windows_NT: np.ndarray, start: int, batch_size: int, bf16: bool) -> np.ndarray:
+    """Summed NLL of tokens start..T-1 of every window, each predicted from all tokens before it."""
+    import torch
+    import torch.nn.functional as F
+
+    nll_N = np.zeros(len(windows_NT), np.float64)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for i in range(0, len(windows_NT), batch_size):
+            ids_BT = torch.from_numpy(windows_NT[i : i + batch_size].astype(np.int64))
+            logits_BTV = model(input_ids=ids_BT).logits[:, start - 1 : -1].float()
+            nll_BT = F.cross_entropy(logits_BTV.transpose(1, 2), ids_BT[:, start:], reduction="none")
+            nll_N[i : i + batch_size] = nll_BT.sum(1).double().numpy()
+    return nll_N
+
+
+def _load(folder: Path):
+    from transformers import AutoModelForCausalLM
+
+    if not (folder / "model.safetensors").exists():
+        raise ConfigError(f"{folder}: no finished model; run `train split` to completion first")
+    return AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa").eval()
+
+
+def _val_shards(run: Path, info: data_mod.RunInfo):
+    """(memory-mapped val shards, own cluster [N], domain label [N]), windows in shard order."""
+    shards, clusters, domains = [], [], []
+    for k in range(info.k):
+        shard = data_mod.open_shard(run, k, "val", info.seq_len)
+        index = pq.read_table(data_mod.shard_dir(run, k, "val") / "index.parquet", columns=["domain"])
+        shards.append(shard)
+        clusters += [k] * len(shard)
+        domains += [d if d is not None else "(none)" for d in index.column("domain").to_pylist()]
+    return shards, np.asarray(clusters), domains
+
+
+def _score_routed(shards, route_N: np.ndarray, load, start: int, batch_size: int, bf16: bool) -> np.ndarray:
+    """NLL sums [N] with each window scored by `load(route_N[i])`; one model in memory at a time."""
+    offsets = np.cumsum([0] + [len(s) for s in shards])
+    nll_N = np.zeros(offsets[-1], np.float64)
+    for target in np.unique(route_N):
+        model = load(int(target))
+        for shard, lo, hi in zip(shards, offsets[:-1], offsets[1:]):
+            rows = np.flatnonzero(route_N[lo:hi] == target)
+            if len(rows):  # memmap fancy indexing reads only these windows
+                nll_N[lo + rows] = _score(model, shard.tokens[rows], start, batch_size, bf16)
+    return nll_N
+
+
+def _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored) -> list[dict]:
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, (k, d) in enumerate(zip(own, domains)):
+        groups[("cluster", f"{k:02d}")].append(i)
+        groups[("domain", d)].append(i)
+        groups[("all", "all")].append(i)
+    rows = []
+    for (kind, name), idx in sorted(groups.items()):
+        tokens = len(idx) * n_scored
+        base, routed_loss = base_N[idx].sum() / tokens, split_N[idx].sum() / tokens
+        rows.append(dict(
+            split_at=split_at, kind=kind, group=name, windows=len(idx), tokens=tokens,
+            routed_to_own=float(np.mean(routed[idx] == own[idx])),
+            baseline_loss=round(base, 4), routed_loss=round(routed_loss, 4),
+            baseline_ppl=round(math.exp(base), 3), routed_ppl=round(math.exp(routed_loss), 3),
+            ppl_change_pct=round(100 * (math.exp(routed_loss) / math.exp(base) - 1), 2),
+        ))  # fmt: skip
+    return rows
+
+
+def routed_eval(train: Path, run: Path, router=None, prefix_tokens: int = 32, batch_size: int = 8) -> list[dict]:
+    """Rows per split point x group; writes TRAIN/routed/routed_eval.csv and .png."""
+    info = data_mod.read_run(run)
+    if not 0 < prefix_tokens < info.seq_len:
+        raise ConfigError(f"--prefix-tokens {prefix_tokens}: must be between 1 and seq_len - 1 = {info.seq_len - 1}")
+    if router is None:
+        from splitlm.curate.route import Router
+
+        router = Router.load(run)
+    shards, own, domains = _val_shards(run, info)
+    prefixes = [row.tolist() for shard in shards for row in shard.tokens[:, :prefix_tokens]]
+    routed = np.asarray(router.route_tokens(prefixes, prefix_tokens).clusters, dtype=np.int64)
+    bf16 = runner.use_bf16("auto")
+    baseline = _load(train / "pretrain" / "final")
+    base_N = _score_routed(shards, np.zeros_like(routed), lambda _: baseline, prefix_tokens, batch_size, bf16)
+    splits = sorted(int(p.name.split("-")[1]) for p in (train / "branches").glob("split-*"))
+    if not splits:
+        raise ConfigError(f"{train}: no branches; run `train split` first")
+    rows = []
+    for split_at in splits:
+        load = lambda k: _load(branch_dir(train, split_at, k) / "final")  # noqa: E731
+        split_N = _score_routed(shards, routed, load, prefix_tokens, batch_size, bf16)
+        n_scored = info.seq_len + 1 - prefix_tokens
+        rows += _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored)
+    _write_report(train / "routed", rows)
+    return rows
+
+
+def _write_report(folder: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(folder / "routed_eval.csv", text.getvalue())
+    splits = sorted({r["split_at"] for r in rows})
+    fig, axes = plt.subplots(len(splits), 1, figsize=(10, 3.2 * len(splits)), squeeze=False)
+    for ax, split_at in zip(axes[:, 0], splits):
+        sub = [r for r in rows if r["split_at"] == split_at]
+        x = np.arange(len(sub))
+        ax.bar(x - 0.2, [r["baseline_ppl"] for r in sub], 0.4, label="pretraining only")
+        ax.bar(x + 0.2, [r["routed_ppl"] for r in sub], 0.4, label="split, routed")
+        ax.set_xticks(x, [f"{r['kind'][0]}:{r['group']}" for r in sub], rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("perplexity")
+        ax.set_title(f"split at {split_at:,} tokens")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "routed_eval.png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,300 @@
+"""The one training function: pretraining and continued pretraining are the same run with another init.
+
+`train(job)` runs the Hugging Face Trainer on a job: a scratch (seeded) or saved-weights init, the
+shards to train on, a step budget and the warmup. Pretraining on the mixture and a branch on one
+cluster differ only in those fields. A branch loads weights only, so its AdamW state starts empty,
+and its LR is constant at the size's base LR (warmup only when it starts from scratch).
+
+A job folder holds:
+- `trainer/checkpoint-N/`: the Trainer's resumable state (weights, optimizer, scheduler, RNG);
+  the newest complete one is where a killed job continues.
+- `exports/tokens-XXXXXXXXXXXX/`: weights saved with `save_pretrained` at requested steps (the
+  split points of the pretraining run); written to a temporary folder, then renamed.
+- `final/`: the last weights; `losses.jsonl`: one row per evaluation (see `LOSS_COLUMNS`).
+- `done.json`: the `JobResult`, written last; a job with it is skipped on rerun.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers.utils import logging as hf_logging
+
+from splitlm.curate.stage import atomic_write_text
+from splitlm.errors import ConfigError
+from splitlm.train import data as data_mod
+from splitlm.train import models
+
+# One row per (job, step, eval cluster). `split_at` is -1 on the pretraining-only baseline; there
+# `cluster` equals `eval_cluster`, because the baseline evaluated on cluster k is the no-split point
+# (D' = 0) of cluster k's law. A branch's rows carry its own cluster and every eval cluster.
+LOSS_COLUMNS = (
+    "size", "arch", "n_params", "n_params_non_embedding", "pt_tokens", "cpt_tokens",
+    "cluster", "eval_cluster", "split_at", "step", "eval_loss",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One training run over the Trainer: the pretraining run or one branch."""
+
+    name: str
+    """`pretrain` or `branch-XXXXXXXXXXXX-cKK` (split tokens, cluster)."""
+    out: Path
+    """The job's folder."""
+    run: Path
+    """The curated run (manifest.json + shards/)."""
+    size: str
+    """A key of `models.SIZES`."""
+    arch: str
+    """`gpt2` or `llama`."""
+    init: Path | None
+    """None: fresh weights from `seed`; else a `save_pretrained` folder (weights only)."""
+    train_clusters: tuple[int, ...]
+    """Clusters whose train shards form the data: all for pretraining, one for a branch."""
+    eval_clusters: tuple[int, ...]
+    """Clusters whose val shards are evaluated every `eval_every` steps."""
+    steps: int
+    """Optimizer steps; tokens = steps x batch_size x seq_len."""
+    warmup_steps: int
+    """Linear warmup, then constant LR."""
+    batch_size: int
+    """Windows per step."""
+    eval_every: int
+    """Steps between evaluations; the last step is always evaluated."""
+    save_every: int
+    """Steps between resumable Trainer checkpoints."""
+    export_at: tuple[int, ...] = ()
+    """Steps whose weights are exported with `save_pretrained` (0 = the initial weights)."""
+    branch_cluster: int | None = None
+    """The branch's cluster; None for pretraining."""
+    split_at: int = -1
+    """Pretraining tokens the branch starts from; -1 for pretraining."""
+    seed: int = 0
+    """Seeds the initial weights and the data order."""
+    eval_windows: int = 512
+    """Validation windows per cluster and evaluation (0: all)."""
+    precision: str = "auto"
+    """`auto` (bf16 autocast where the CPU/GPU supports it), `bf16` or `fp32`."""
+    threads: int = 0
+    """torch threads (0: leave torch's default)."""
+    verbose: bool = True
+    """Print one progress line per evaluation."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"{self.name}: a budget of {self.steps} steps; raise the token budget")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"--precision {self.precision}: choose auto, bf16 or fp32")
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a finished job reports; saved as its done.json."""
+
+    name: str
+    steps: int
+    tokens: int
+    """Trained tokens: steps x batch x seq_len."""
+    n_params: int
+    n_params_non_embedding: int
+    start_weights_sha256: str
+    """Hash of the weights the job started from (identical for every branch of one split)."""
+    optimizer_steps: int
+    """AdamW's step count at the end: equals `steps` when the optimizer started empty."""
+    resumed_from: int
+    """The Trainer checkpoint step this process continued from (0: a fresh start)."""
+    tokens_per_second: float
+    """Over the wall time of training in this process, evaluations included."""
+
+
+def export_dir(job_out: Path, tokens: int) -> Path:
+    return job_out / "exports" / f"tokens-{tokens:012d}"
+
+
+def use_bf16(precision: str) -> bool:
+    if precision != "auto":
+        return precision == "bf16"
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_weights(model: torch.nn.Module, folder: Path) -> None:
+    """`save_pretrained` (safetensors) into a temporary folder, then rename it into place."""
+    tmp = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The newest Trainer checkpoint whose trainer_state.json (written last) exists."""
+    found = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def read_rows(path: Path, max_step: int | None = None) -> list[dict]:
+    """Rows of a losses.jsonl; a line cut by a kill is dropped, and rows past `max_step` too."""
+    rows = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if max_step is None or row["step"] <= max_step:
+            rows.append(row)
+    return rows
+
+
+def training_args(job: TrainJob, bf16: bool):
+    size = models.get_size(job.size)
+    # Evaluation and checkpoints are scheduled by JobHooks, so the Trainer's own schedules are off.
+    return TrainingArguments(
+        output_dir=str(job.out / "trainer"), max_steps=job.steps,
+        per_device_train_batch_size=job.batch_size, per_device_eval_batch_size=job.batch_size,
+        learning_rate=size.lr, weight_decay=size.weight_decay, max_grad_norm=size.clip,
+        optim="adamw_torch", adam_beta1=0.9, adam_beta2=0.999,
+        lr_scheduler_type="constant_with_warmup", warmup_steps=job.warmup_steps,
+        train_sampling_strategy="sequential",  # ShuffledStream already holds the seeded order
+        eval_strategy="no", save_strategy="no", save_total_limit=1,
+        logging_strategy="steps", logging_steps=job.eval_every, disable_tqdm=True, report_to="none",
+        bf16=bf16, use_cpu=not torch.cuda.is_available(), seed=job.seed, dataloader_num_workers=0,
+    )  # fmt: skip
+
+
+class JobHooks(TrainerCallback):
+    """Trainer callback: evaluation and save schedule, split-point exports, losses rows."""
+
+    def __init__(self, job: TrainJob, rows_path: Path, counts: models.ParamCounts, tokens_per_step: int):
+        self.job, self.rows_path, self.counts = job, rows_path, counts
+        self.tokens_per_step = tokens_per_step
+        self.trained_steps = 0  # in this process, for tokens/s
+        self._shown: list[str] = []
+
+    def _export(self, model, step: int) -> None:
+        if step in self.job.export_at:
+            save_weights(model, export_dir(self.job.out, step * self.tokens_per_step))
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 0:
+            self._export(model, 0)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        step = state.global_step
+        self.trained_steps += 1
+        self._export(model, step)
+        control.should_evaluate = step % self.job.eval_every == 0 or step == self.job.steps
+        control.should_save = step % self.job.save_every == 0 and step < self.job.steps
+        return control
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        job, step = self.job, state.global_step
+        tokens = step * self.tokens_per_step
+        with self.rows_path.open("a") as fh:
+            for key, loss in (metrics or {}).items():
+                if not (key.startswith("eval_c") and key.endswith("_loss")):
+                    continue
+                k = int(key[len("eval_c") : -len("_loss")])
+                row = dict(
+                    size=job.size, arch=job.arch, n_params=self.counts.total,
+                    n_params_non_embedding=self.counts.non_embedding,
+                    pt_tokens=tokens if job.branch_cluster is None else job.split_at,
+                    cpt_tokens=0 if job.branch_cluster is None else tokens,
+                    cluster=k if job.branch_cluster is None else job.branch_cluster,
+                    eval_cluster=k, split_at=job.split_at, step=step, eval_loss=float(loss),
+                )  # fmt: skip
+                fh.write(json.dumps(row) + "\n")
+                self._shown.append(f"c{k:02d} {loss:.3f}")
+        # The Trainer reports one eval cluster per call; print once all of them are in.
+        if len(self._shown) == len(job.eval_clusters):
+            if job.verbose:
+                print(f"{job.name} step {step}/{job.steps} ({tokens:,} tokens) {' '.join(self._shown)}", flush=True)
+            self._shown = []
+
+
+def _initial_model(job: TrainJob, info: data_mod.RunInfo):
+    if job.init is None:
+        size = models.get_size(job.size)
+        config = models.build_config(size, job.arch, info.vocab_size, info.eos_id, info.seq_len + 1)
+        model = models.build_model(config, job.seed)
+    elif (job.init / "config.json").exists():
+        model = AutoModelForCausalLM.from_pretrained(job.init, attn_implementation="sdpa", dtype=torch.float32)
+    else:
+        raise ConfigError(f"{job.init}: no saved model to branch from; rerun the pretraining job")
+    if model.config.vocab_size != info.vocab_size:
+        raise ConfigError(f"{job.init}: vocabulary {model.config.vocab_size}, the run's tokenizer has {info.vocab_size}")
+    model.loss_type = "ForCausalLM"  # GPT2LMHeadModel's class name maps to no loss: say it, skip the warning
+    return model
+
+
+def _datasets(job: TrainJob, info: data_mod.RunInfo):
+    train_shards = [data_mod.open_shard(job.run, k, "train", info.seq_len) for k in job.train_clusters]
+    stream = data_mod.ShuffledStream(train_shards, job.steps * job.batch_size, job.seed)
+    evals = {}
+    for k in job.eval_clusters:
+        windows = data_mod.EvalWindows(data_mod.open_shard(job.run, k, "val", info.seq_len), job.eval_windows)
+        if not len(windows):
+            raise ConfigError(f"{data_mod.shard_dir(job.run, k, 'val')}: no validation windows")
+        evals[f"c{k:02d}"] = windows
+    return stream, evals
+
+
+def train(job: TrainJob) -> JobResult:
+    """Run (or finish, or skip) one job; returns its result."""
+    done = job.out / "done.json"
+    if done.exists():
+        return JobResult(**json.loads(done.read_text()))
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    info = data_mod.read_run(job.run)
+    model = _initial_model(job, info)
+    counts = models.count_params(model)
+    start_sha = weights_sha256(model)
+    resume = last_checkpoint(job.out / "trainer")
+    rows_path = job.out / "losses.jsonl"
+    resumed_from = int(resume.name.split("-")[1]) if resume else 0
+    kept = read_rows(rows_path, resumed_from)
+    job.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(rows_path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    stream, evals = _datasets(job, info)
+    hooks = JobHooks(job, rows_path, counts, tokens_per_step=job.batch_size * info.seq_len)
+    trainer = Trainer(
+        model=model, args=training_args(job, use_bf16(job.precision)),
+        train_dataset=stream, eval_dataset=evals, callbacks=[hooks],
+    )  # fmt: skip
+    trainer.remove_callback(PrinterCallback)  # JobHooks prints one line per evaluation instead
+    hf_logging.disable_progress_bar()
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    seconds = time.perf_counter() - start
+    save_weights(trainer.model, job.out / "final")
+    opt_state = trainer.optimizer.state_dict()["state"]
+    result = JobResult(
+        name=job.name, steps=job.steps, tokens=job.steps * hooks.tokens_per_step,
+        n_params=counts.total, n_params_non_embedding=counts.non_embedding,
+        start_weights_sha256=start_sha,
+        optimizer_steps=int(next(iter(opt_state.values()))["step"]) if opt_state else 0, resumed_from=resumed_from,
+        tokens_per_second=round(hooks.trained_steps * hooks.tokens_per_step / seconds, 1),
+    )  # fmt: skip
+    atomic_write_text(done, json.dumps(asdict(result), indent=2) + "\n")
+    shutil.rmtree(job.out / "trainer", ignore_errors=True)  # optimizer state is 2x the weights
+    return result

@@ -1,0 +1,160 @@
+"""Split training: one pretraining run on the mixture, K branches from each split point.
+
+Budgets are tokens: D (pretraining before the split, = the split point t_s), D' (each branch) and
+D_T = D + K * D'. One step trains batch x seq_len tokens, so budgets become whole steps: the
+pretraining run takes floor(D_T / step) steps, a split point rounds to the nearest step and each
+branch takes floor((steps(D_T) - steps(D)) / K) steps. Every figure reported is the realised one
+(steps x tokens per step); when rounding moves a total, `Budget.note` says so.
+
+The pretraining run exports weights at every split point and continues to D_T: it is also the
+all-pretraining baseline. Branches are independent jobs, run one after the other or in `parallel`
+local processes. Layout of TRAIN (`--out`): `split.json` (the config), `pretrain/` (a job folder,
+see `runner`), `branches/split-<tokens>/cluster-KK/` (job folders), `losses.csv` + `losses.parquet`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+from splitlm.curate.stage import atomic_write_text, config_dict
+from splitlm.errors import ConfigError
+from splitlm.train import data as data_mod
+from splitlm.train import runner
+
+# Paper App. A: 10,000 warmup steps for pretraining, 3,000 when a branch starts from step 0.
+STEP0_WARMUP_SHARE = 0.3
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Everything that defines a split run; a rerun into the same TRAIN must match it."""
+
+    run: Path
+    """The curated run folder."""
+    size: str
+    """Model size (see `models.SIZES`)."""
+    total_tokens: int
+    """D_T: the whole budget, pretraining plus all K branches."""
+    split_at: tuple[int, ...]
+    """Split points t_s in pretraining tokens (0 = branch from the initial weights)."""
+    arch: str = "gpt2"
+    """`gpt2` or `llama`."""
+    batch_size: int = 8
+    """Windows per step."""
+    eval_every: int = 0
+    """Tokens between evaluations (0: D_T / 20)."""
+    warmup_tokens: int = -1
+    """Pretraining warmup in tokens (-1: 1% of D_T; the paper used 10,000 steps of 1M tokens)."""
+    seed: int = 0
+    """Seeds initial weights and data order."""
+    eval_windows: int = 256
+    """Validation windows per cluster and evaluation (0: all)."""
+    precision: str = "auto"
+    """`auto`, `bf16` or `fp32`."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Token budgets converted to steps for a run with K clusters."""
+
+    tokens_per_step: int
+    total_steps: int
+    """Steps of the pretraining run (the baseline reaches D_T)."""
+    split_steps: tuple[int, ...]
+    branch_steps: tuple[int, ...]
+    """Steps of every branch from the matching split point."""
+    note: str
+    """Empty, or what rounding to whole steps changed."""
+
+    def tokens(self, steps: int) -> int:
+        return steps * self.tokens_per_step
+
+
+def plan_budget(total_tokens: int, split_at: tuple[int, ...], k: int, tokens_per_step: int) -> Budget:
+    total = total_tokens // tokens_per_step
+    splits = tuple(round(t / tokens_per_step) for t in split_at)
+    if total < 1:
+        raise ConfigError(f"--total-tokens {total_tokens}: less than one step of {tokens_per_step} tokens")
+    for t, s in zip(split_at, splits):
+        if (total - s) // k < 1:
+            raise ConfigError(f"--split-at {t}: leaves under one step per branch for K={k} before D_T={total_tokens}")
+    branches = tuple((total - s) // k for s in splits)
+    moved = [
+        f"t_s {t:,} -> {s * tokens_per_step:,} (D_T {(s + k * b) * tokens_per_step:,})"
+        for t, s, b in zip(split_at, splits, branches)
+        if s * tokens_per_step != t or (s + k * b) * tokens_per_step != total_tokens
+    ]
+    note = f"rounded to whole steps of {tokens_per_step:,} tokens: " + "; ".join(moved) if moved else ""
+    return Budget(tokens_per_step, total, splits, branches, note)
+
+
+def branch_dir(out: Path, split_tokens: int, cluster: int) -> Path:
+    return out / "branches" / f"split-{split_tokens:012d}" / f"cluster-{cluster:02d}"
+
+
+def plan_jobs(cfg: SplitConfig, out: Path, clusters: tuple[int, ...] | None = None):
+    """(budget, pretraining job, branch jobs) for `clusters` (None: all K)."""
+    info = data_mod.read_run(cfg.run)
+    budget = plan_budget(cfg.total_tokens, cfg.split_at, info.k, cfg.batch_size * info.seq_len)
+    steps = lambda tokens: max(1, round(tokens / budget.tokens_per_step))  # noqa: E731
+    eval_every = steps(cfg.eval_every or cfg.total_tokens / 20)
+    warmup = round((0.01 * cfg.total_tokens if cfg.warmup_tokens < 0 else cfg.warmup_tokens) / budget.tokens_per_step)
+    pretrain = runner.TrainJob(
+        name="pretrain", out=out / "pretrain", run=cfg.run, size=cfg.size, arch=cfg.arch, init=None,
+        train_clusters=tuple(range(info.k)), eval_clusters=tuple(range(info.k)), steps=budget.total_steps,
+        warmup_steps=warmup, batch_size=cfg.batch_size, eval_every=eval_every, save_every=eval_every,
+        export_at=budget.split_steps, seed=cfg.seed, eval_windows=cfg.eval_windows, precision=cfg.precision,
+    )  # fmt: skip
+    bad = [c for c in clusters or () if not 0 <= c < info.k]
+    if bad:
+        raise ConfigError(f"--clusters {bad}: the run has clusters 0..{info.k - 1}")
+    branches = []
+    for s, b in sorted(zip(budget.split_steps, budget.branch_steps)):
+        for k in clusters if clusters is not None else range(info.k):
+            tokens = budget.tokens(s)
+            branches.append(replace(
+                pretrain, name=f"split {tokens:,} c{k:02d}", out=branch_dir(out, tokens, k),
+                init=runner.export_dir(pretrain.out, tokens), train_clusters=(k,), steps=b,
+                warmup_steps=round(STEP0_WARMUP_SHARE * warmup) if s == 0 else 0,
+                export_at=(), branch_cluster=k, split_at=tokens,
+            ))  # fmt: skip
+    return budget, pretrain, branches
+
+
+def check_config(cfg: SplitConfig, out: Path) -> None:
+    """Write TRAIN/split.json, or check a rerun asks for the same run."""
+    path, want = out / "split.json", config_dict(cfg)
+    if path.exists():
+        have = json.loads(path.read_text())
+        diff = sorted(key for key in want.keys() | have.keys() if want.get(key) != have.get(key))
+        if diff:
+            raise ConfigError(f"{path}: TRAIN holds a run with other {', '.join(diff)}; rerun with its flags or a new --out")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(want, indent=2) + "\n")
+
+
+def run_jobs(jobs: list[runner.TrainJob], parallel: int) -> list[runner.JobResult]:
+    """Independent jobs, in order or over `parallel` spawned processes sharing the cores."""
+    if parallel <= 1 or len(jobs) <= 1:
+        return [runner.train(job) for job in jobs]
+    cores = len(os.sched_getaffinity(0))
+    jobs = [replace(j, threads=j.threads or max(1, cores // parallel)) for j in jobs]
+    with ProcessPoolExecutor(max_workers=parallel, mp_context=get_context("spawn")) as pool:
+        return list(pool.map(runner.train, jobs))
+
+
+def split(cfg: SplitConfig, out: Path, clusters: tuple[int, ...] | None = None, parallel: int = 1, threads: int = 0):
+    """Pretrain (the baseline), then every branch; returns (budget, losses table path)."""
+    from splitlm.train.evaluate import write_losses
+
+    check_config(cfg, out)
+    budget, pretrain, branches = plan_jobs(cfg, out, clusters)
+    runner.train(replace(pretrain, threads=threads))
+    run_jobs([replace(b, threads=threads) for b in branches], parallel)
+    return budget, write_losses(out)

@@ -125,7 +125,8 @@ def fit_law(law: Law, x: Points, loss: np.ndarray, cfg: FitConfig = FitConfig())
         runs += cfg.hops + 1
         if res.fun < best_f:
             best_u, best_f = res.x, float(res.fun)
-    polish = minimize(f, best_u, method="L-BFGS-B", jac=True, options={"maxiter": 10000, "ftol": 1e-15, "gtol": 1e-12})
+    tight = {"maxiter": 10000, "ftol": 1e-15, "gtol": 1e-12}
+    polish = minimize(f, best_u, method="L-BFGS-B", jac=True, options=tight)
     if polish.fun < best_f:
         best_u, best_f = polish.x, float(polish.fun)
     theta, _ = law.natural(best_u)

@@ -56,7 +56,9 @@ def _scores(frame: pl.DataFrame) -> dict:
 def _average(frame: pl.DataFrame, n_groups: int) -> dict:
     """Scores of the mixture law (mean over groups) on the inputs every group was evaluated at."""
     keys = ["_N", "_D", "_Dk", "_train"]
-    mean = frame.group_by(keys).agg(pl.col("_loss").mean(), pl.col("_pred").mean(), pl.col("_group").n_unique().alias("k"))
+    mean = frame.group_by(keys).agg(
+        pl.col("_loss").mean(), pl.col("_pred").mean(), pl.col("_group").n_unique().alias("k")
+    )
     return _scores(mean.filter(pl.col("k") == n_groups))
 
 
@@ -86,7 +88,9 @@ def report_dict(report: FitReport, table: Path) -> dict:
             "train": int(report.frame["_train"].sum()),
             "test": int((~report.frame["_train"]).sum()),
         },
-        "fit": {**asdict(report.cfg), "seconds": report.seconds, "local_runs": sum(r.local_runs for r in results.values())},
+        "fit": {
+            **asdict(report.cfg), "seconds": report.seconds, "local_runs": sum(r.local_runs for r in results.values())
+        },
     }
     raw = {g: law.raw_params(r.params, spec.n_unit, spec.token_unit) for g, r in results.items()}
     if raw[next(iter(raw))] is not None:
@@ -127,7 +131,8 @@ def render(out: dict) -> str:
         for split in ("train", "test"):
             s = m[split]
             row = "".join(f"{_fmt(s[k]):>10}" for k in ("mae", "mre", "r2", "r"))
-            lines.append(f"{g:<10}{split:>6}{s['n']:>6}{row}{_fmt(obj) if split == 'train' and obj is not None else '':>12}")
+            objective = _fmt(obj) if split == "train" and obj is not None else ""
+            lines.append(f"{g:<10}{split:>6}{s['n']:>6}{row}{objective:>12}")
     return "\n".join(lines)
 
 
@@ -159,7 +164,9 @@ def plot(report: FitReport, path: Path) -> None:
         text = "\n".join(f"{k} MAE {s[k]['mae']:.4f}" for k in ("train", "test") if s[k]["n"])
         ax.text(0.03, 0.97, text, transform=ax.transAxes, va="top", fontsize=8, family="monospace")
         ax.set(title=f"{report.law.name} law" + (f", {report.spec.by} {g}" if report.spec.by else ""),
-               xlabel="observed loss", ylabel="predicted loss" if i % cols == 0 else None, xlim=(lo, hi), ylim=(lo, hi))
+               xlabel="observed loss", xlim=(lo, hi), ylim=(lo, hi))
+        if i % cols == 0:
+            ax.set_ylabel("predicted loss")
         ax.legend(loc="lower right", fontsize=8)
     for ax in list(axes.flat)[len(groups):]:
         ax.axis("off")
@@ -173,8 +180,12 @@ def write(report: FitReport, table: Path, out_dir: Path) -> dict:
     """Write fit.json, predictions.csv and pred_vs_obs.png; return the fit.json content."""
     out_dir.mkdir(parents=True, exist_ok=True)
     out = report_dict(report, table)
-    pred = report.frame.rename({"_N": "N", "_D": "D", "_Dk": "Dk", "_loss": "loss", "_pred": "predicted", "_group": "group", "_train": "train"})
-    pred.write_csv(out_dir / "predictions.csv")
+    f, spec = report.frame, report.spec
+    f.select(  # back in the table's units
+        pl.col("_group").alias("group"), (pl.col("_N") * spec.n_unit).alias("n_params"),
+        (pl.col("_D") * spec.token_unit).alias("pt_tokens"), (pl.col("_Dk") * spec.token_unit).alias("cpt_tokens"),
+        pl.col("_loss").alias("loss"), pl.col("_pred").alias("predicted"), pl.col("_train").alias("train"),
+    ).write_csv(out_dir / "predictions.csv")
     plot(report, out_dir / "pred_vs_obs.png")
     tmp = out_dir / "fit.json.tmp"
     tmp.write_text(json.dumps(out, indent=2) + "\n")

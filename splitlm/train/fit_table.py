@@ -94,7 +94,9 @@ def read_table(path: Path) -> pl.DataFrame:
     if not path.exists():
         raise InputError(f"{path}: no such table (expected a CSV or Parquet file, e.g. TRAIN/losses.csv)")
     try:
-        return pl.read_parquet(path) if path.suffix in (".parquet", ".pq") else pl.read_csv(path, infer_schema_length=None)
+        if path.suffix in (".parquet", ".pq"):
+            return pl.read_parquet(path)
+        return pl.read_csv(path, infer_schema_length=None)
     except (pl.exceptions.PolarsError, OSError) as err:
         raise InputError(f"{path}: cannot read as a table: {' '.join(str(err).split())}") from err
 
@@ -155,12 +157,14 @@ def load_runs(path: Path, spec: TableSpec, law: Law) -> Runs:
     if df.height and not df["_loss"].is_between(*spec.keep).any():
         raise ConfigError(
             f"{path}: all {df.height} losses ({df['_loss'].min():.3g}-{df['_loss'].max():.3g}) are outside --keep "
-            f"{spec.keep[0]:g},{spec.keep[1]:g} (the paper's outlier range); widen it, e.g. --keep 0.5,12 for tiny models"
+            f"{spec.keep[0]:g},{spec.keep[1]:g} (the paper's outlier range); widen it, "
+            "e.g. --keep 0.5,12 for tiny models"
         )
     drop("outlier_loss", pl.col("_loss").is_between(*spec.keep))
-    drop(f"undefined_for_{law.name}", pl.Series(law.valid(Points(df["_N"].to_numpy(), df["_D"].to_numpy(), df["_Dk"].to_numpy()))))
+    x = Points(df["_N"].to_numpy(), df["_D"].to_numpy(), df["_Dk"].to_numpy())
+    drop(f"undefined_for_{law.name}", pl.Series(law.valid(x)))
     if df.is_empty():
-        raise ConfigError(f"{path}: no rows left to fit after filtering (dropped {dropped}); check --columns and --keep")
+        raise ConfigError(f"{path}: no rows left to fit after filtering (dropped {dropped}); check --columns, --keep")
     df = df.with_columns(pl.col("_train") & _scenario(df, spec.scenario))
     return Runs(df, read, dropped)
 

@@ -211,7 +211,8 @@ class SplitLaw(Law):
             fN = 1.0 / (1.0 + (N / Ns) ** g1)
             fK = 1.0 / (1.0 + (Dk / Ds) ** g2)
             dD = -A / S**2 * c * a2 * D ** (a2 - 1) if D > 0 else -math.inf
-            dK = -A / S**2 * a1 * np.float64(Dk) ** (a1 - 1) - Ep * fN * fK**2 * g2 / Ds * np.float64(Dk / Ds) ** (g2 - 1)
+            dK_power = -A / S**2 * a1 * np.float64(Dk) ** (a1 - 1)
+            dK = dK_power - Ep * fN * fK**2 * g2 / Ds * np.float64(Dk / Ds) ** (g2 - 1)
         return float(dD), float(dK)
 
 
@@ -240,7 +241,8 @@ class Chinchilla(Law):
 
     def raw_params(self, values: dict[str, float], n_unit: float, token_unit: float) -> dict[str, float] | None:
         # A (N/u)^-alpha = (A u^alpha) N^-alpha: the form Hoffmann et al. and Epoch AI report.
-        return {**values, "A": values["A"] * n_unit ** values["alpha"], "B": values["B"] * token_unit ** values["beta"]}
+        A, B = values["A"] * n_unit ** values["alpha"], values["B"] * token_unit ** values["beta"]
+        return {**values, "A": A, "B": B}
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,8 @@ class MixtureLoss:
 
     def partials(self, size: float, D: float, Dk: float) -> tuple[float, float]:
         """(dL/dD, dL/dD') per token."""
-        parts = [self.law.partials(t, size / self.n_unit, D / self.token_unit, Dk / self.token_unit) for t in self.thetas]
-        dD, dK = np.mean(parts, axis=0)
+        n, d, dk = size / self.n_unit, D / self.token_unit, Dk / self.token_unit
+        dD, dK = np.mean([self.law.partials(t, n, d, dk) for t in self.thetas], axis=0)
         return float(dD) / self.token_unit, float(dK) / self.token_unit
 
 
@@ -80,9 +80,9 @@ def d_split(loss: MixtureLoss, size: float, k: int, eps: float, lo: float = 1e3,
     grid = np.geomspace(lo, hi, 400)
     signs = np.array([gain(D) for D in grid])
     if not np.all(np.isfinite(signs)):
-        if eps == 0:
-            raise ConfigError("eq. 5.2 has no finite root: dL/dD' is -inf at D' = 0 (alpha1 < 1 or gamma2 < 1); use --cpt-step > 0")
-        signs = np.nan_to_num(signs, nan=1.0)
+        raise ConfigError(
+            "eq. 5.2 has no finite root: dL/dD' is -inf at D' = 0 (alpha1 < 1 or gamma2 < 1); use --cpt-step > 0"
+        )
     if signs[0] < 0:
         return 0.0
     cross = np.flatnonzero((signs[:-1] > 0) & (signs[1:] <= 0))
@@ -102,7 +102,9 @@ class Allocation:
     flat_range: tuple[float, float]
 
 
-def optimal_split(loss: MixtureLoss, size: float, budget: float, k: int, eps: float, flat_tol: float = 0.005, grid: int = 4001) -> Allocation:
+def optimal_split(
+    loss: MixtureLoss, size: float, budget: float, k: int, eps: float, flat_tol: float = 0.005, grid: int = 4001
+) -> Allocation:
     """Minimise L(t, (D_T - t)/K) over t; a split spends at least eps tokens per branch."""
     no_split = float(loss(size, budget, 0.0))
     top = budget - k * eps
@@ -114,7 +116,8 @@ def optimal_split(loss: MixtureLoss, size: float, budget: float, k: int, eps: fl
     t_best, f_best = float(t[i]), float(f[i])
     if i < grid:  # refine inside the neighbouring grid cells
         a, b = t[max(i - 1, 0)], t[min(i + 1, grid - 1)]
-        res = minimize_scalar(lambda s: float(loss(size, s, (budget - s) / k)), bounds=(a, b), method="bounded", options={"xatol": 1e-9 * budget})
+        f_t = lambda s: float(loss(size, s, (budget - s) / k))  # noqa: E731
+        res = minimize_scalar(f_t, bounds=(a, b), method="bounded", options={"xatol": 1e-9 * budget})
         if res.fun < f_best:
             t_best, f_best = float(res.x), float(res.fun)
     flat = t[f <= f_best + flat_tol]
@@ -124,11 +127,11 @@ def optimal_split(loss: MixtureLoss, size: float, budget: float, k: int, eps: fl
 def pretraining_match(loss: MixtureLoss, size: float, target: float, budget: float) -> float:
     """Tokens of plain pretraining that reach `target` loss (inf when it never does)."""
     f = lambda D: float(loss(size, D, 0.0)) - target  # noqa: E731
-    hi = budget
-    for _ in range(60):  # double until plain pretraining gets below the target
-        if f(hi) <= 0:
-            return float(brentq(f, budget if f(budget) > 0 else hi / 2, hi, rtol=1e-10))
-        hi *= 2
+    if f(budget) <= 0:
+        return budget
+    for doublings in range(1, 60):  # until plain pretraining gets below the target
+        if f(budget * 2.0**doublings) <= 0:
+            return float(brentq(f, budget * 2.0 ** (doublings - 1), budget * 2.0**doublings, rtol=1e-12))
     return math.inf
 
 
@@ -162,11 +165,10 @@ def plan(loss: MixtureLoss, cfg: PlanConfig, fitted_sizes: tuple[float, ...] = (
     """The plan as a JSON-ready dict (token counts as floats, inf as None)."""
     D_T, K, N, eps = cfg.budget, cfg.k, cfg.size, cfg.cpt_step
     dsplit = d_split(loss, N, K, eps)
-    split_pays = D_T > dsplit
-    alloc = optimal_split(loss, N, D_T, K, eps, cfg.flat_tol) if split_pays else None
-    if alloc is None or alloc.cpt_tokens <= 0:
-        alloc = Allocation(D_T, 0.0, float(loss(N, D_T, 0.0)), optimal_split(loss, N, D_T, K, eps, cfg.flat_tol).flat_range)
-    match = pretraining_match(loss, N, alloc.loss, D_T) if alloc.cpt_tokens > 0 else D_T
+    alloc = optimal_split(loss, N, D_T, K, eps, cfg.flat_tol)
+    if D_T <= dsplit:  # the paper's rule: below the minimal split point, never split
+        alloc = Allocation(D_T, 0.0, float(loss(N, D_T, 0.0)), alloc.flat_range)
+    match = pretraining_match(loss, N, alloc.loss, D_T)
     out = {
         "t_s": alloc.t_s,
         "cpt_tokens": alloc.cpt_tokens,
@@ -201,7 +203,7 @@ def _extrapolate(loss: MixtureLoss, cfg: PlanConfig, fitted_sizes: tuple[float, 
     sizes = cfg.extrapolate_from or tuple(s for s in fitted_sizes if s < cfg.size)
     if len(sizes) < 2:
         return None
-    fractions = [optimal_split(loss, s, cfg.budget, cfg.k, cfg.cpt_step, cfg.flat_tol).t_s / cfg.budget for s in sizes]
+    fractions = [optimal_split(loss, s, cfg.budget, cfg.k, cfg.cpt_step).t_s / cfg.budget for s in sizes]
     a, b = fit_power_law(np.array(sizes), np.array(fractions))
     return {"sizes": list(sizes), "fractions": fractions, "a": a, "b": b, "predicted_fraction": a * cfg.size**b}
 
@@ -216,15 +218,18 @@ def render(p: dict) -> str:
     lo, hi = p["flat_range"]
     mult = p["compute_multiplier"]
     lines = [
-        f"plan for N = {p['size']:.4g} parameters, budget D_T = {D_T:.4g} tokens, K = {p['k']} ({p['clusters']} cluster law(s))",
-        f"  optimal split point t_s     {p['t_s']:.4g} tokens ({p['fraction']:.1%} of D_T)" + ("" if p["split"] else ": do not split"),
+        f"plan for N = {p['size']:.4g} parameters, budget D_T = {D_T:.4g} tokens, K = {p['k']} "
+        f"(mean of {p['clusters']} cluster law(s))",
+        f"  optimal split point t_s     {p['t_s']:.4g} tokens ({p['fraction']:.1%} of D_T)"
+        + ("" if p["split"] else ": do not split"),
         f"  CPT tokens per branch D'    {p['cpt_tokens']:.4g}",
         f"  predicted loss              {p['loss']:.4f}",
         f"  flat range (+{p['flat_tol']:g})         {lo:.4g} - {hi:.4g} tokens ({lo / D_T:.1%} - {hi / D_T:.1%})",
         f"  all pretraining             {p['loss_all_pretraining']:.4f}",
         f"  split at step 0             {p['loss_split_at_0']:.4f}",
         f"  D_split                     {_tok(p['d_split'])} tokens ({p['d_split_rule']})",
-        f"  compute multiplier          " + ("inf: plain pretraining never reaches this loss" if mult is None else f"{mult:.3g}x"),
+        "  compute multiplier          "
+        + ("inf: plain pretraining never reaches this loss" if mult is None else f"{mult:.3g}x"),
     ]
     ex = p.get("extrapolation")
     if ex:

@@ -15,6 +15,7 @@ from tokenizers import Tokenizer
 
 from splitlm.errors import ConfigError
 
+DOC_SEPARATOR = "\n\n"
 EOS_CANDIDATES = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>", "[SEP]")
 
 
@@ -34,10 +35,23 @@ class LoadedTokenizer:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids) -> str:
-        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+        return self.decode_batch([ids])[0]
 
     def decode_batch(self, batch) -> list[str]:
-        return self.tokenizer.decode_batch([[int(i) for i in ids] for ids in batch], skip_special_tokens=False)
+        """Texts of token sequences; an EOS (a document boundary inside a window) reads as a blank line."""
+        rows = [[int(i) for i in ids] for ids in batch]
+        segments, owners = [], []
+        for row, ids in enumerate(rows):
+            start = 0
+            for pos in [p for p, t in enumerate(ids) if t == self.eos_id] + [len(ids)]:
+                segments.append(ids[start:pos])
+                owners.append(row)
+                start = pos + 1
+        texts = self.tokenizer.decode_batch(segments, skip_special_tokens=False)
+        out: list[list[str]] = [[] for _ in rows]
+        for row, text in zip(owners, texts):
+            out[row].append(text)
+        return [DOC_SEPARATOR.join(parts) for parts in out]
 
 
 def _resolve(spec: str) -> Path:

@@ -77,6 +77,87 @@ def windows(
     print_windows_summary(summary, out)
 
 
+@app.command()
+def cluster(
+    inputs: Inputs,
+    out: Out,
+    k: Annotated[int, typer.Option(help="Number of clusters (paper default 16).")] = 16,
+    iters: Annotated[int, typer.Option(help="k-means iterations.")] = 20,
+    sample_per_centroid: Annotated[int, typer.Option(help="k-means fit sample per cluster.")] = 512,
+    capacity_eps: Annotated[Optional[float], typer.Option(help="Hard cap (1+eps)·N/K per cluster.")] = None,
+    embed_mode: Annotated[str, typer.Option(help="truncate (first 256 word pieces) or mean (all chunks).")] = "truncate",
+    precision: Annotated[str, typer.Option(help="Embedder weights: auto, fp32, bf16 (CPU with AMX/AVX512-BF16), fp16.")] = "auto",
+    embed_storage: Annotated[str, typer.Option(help="float32 or float16 vectors on disk.")] = "float32",
+    val_max_docs: Annotated[int, typer.Option(help="Validation documents kept per cluster.")] = 10_000,
+    prefix_tokens: Annotated[int, typer.Option(help="Router prefix length in tokens.")] = 32,
+    seq_len: SeqLen = 2048,
+    tokenizer: Tokenizer = "gpt2",
+    text_field: TextField = "text",
+    id_field: IdField = "id",
+    domain_field: DomainField = None,
+    policy: Policy = "concat",
+    strict: Strict = False,
+    seed: Seed = 0,
+    no_dedup: NoDedup = False,
+    dedup_threshold: DedupThreshold = 0.8,
+    val_fraction: ValFraction = 0.02,
+    max_chars: MaxChars = 50_000_000,
+) -> None:
+    """Windows, then embed, balanced k-means, router, per-cluster shards and cluster cards."""
+    from splitlm.cli.tables import print_cluster_summary
+    from splitlm.curate.clusters import ClustersConfig
+    from splitlm.curate.embed import EmbedConfig
+    from splitlm.curate.embeddings import EmbeddingsConfig
+    from splitlm.curate.kmeans import KMeansConfig
+    from splitlm.curate.pipeline import ClusterRunConfig, run_cluster
+    from splitlm.curate.progress import RichProgress
+    from splitlm.curate.shards import ShardsConfig
+
+    config = ClusterRunConfig(
+        windows=windows_config(seq_len, tokenizer, text_field, id_field, domain_field, policy, strict, seed,
+                               no_dedup, dedup_threshold, val_fraction, max_chars),
+        embeddings=EmbeddingsConfig(embed=EmbedConfig(mode=embed_mode, precision=precision), storage=embed_storage),
+        clusters=ClustersConfig(kmeans=KMeansConfig(k=k, iters=iters, seed=seed,
+                                                    sample_per_centroid=sample_per_centroid,
+                                                    capacity_eps=capacity_eps), prefix_tokens=prefix_tokens),
+        shards=ShardsConfig(val_max_docs=val_max_docs),
+    )
+    summary = run_cluster(inputs, out, config, RichProgress())
+    print_cluster_summary(summary, out)
+
+
+@app.command()
+def route(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `curate cluster`.")],
+    inputs: Inputs,
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL to write: one line per input row.")],
+    prefix_tokens: Annotated[int, typer.Option(help="Route by this many leading tokens.")] = 32,
+    text_field: TextField = "text",
+    id_field: IdField = "id",
+    batch_size: Annotated[int, typer.Option(help="Documents routed per batch.")] = 256,
+) -> None:
+    """Route documents to clusters by their prefix, with the run's router."""
+    from splitlm.curate.ingest import IngestConfig
+    from splitlm.curate.routing import route_documents
+
+    counts = route_documents(run_dir, inputs, out, IngestConfig(text_field=text_field, id_field=id_field),
+                             prefix_tokens, batch_size)
+    typer.echo(f"routed {counts['routed']:,} documents ({counts['rejected']:,} rejected rows, each with its reason) -> {out}")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `curate cluster`.")],
+    format: Annotated[str, typer.Option("--format", help="megatron (.bin/.idx) or parquet.")] = "parquet",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder (default RUN/export/FORMAT).")] = None,
+) -> None:
+    """Export the shards for other trainers: Megatron indexed datasets or Parquet."""
+    from splitlm.curate.export import export_run
+
+    target = export_run(run_dir, format, out)
+    typer.echo(f"exported {run_dir} as {format} -> {target}")
+
+
 def main() -> None:
     run(app)
 

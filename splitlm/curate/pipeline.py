@@ -115,3 +115,72 @@ def summarize(docs: StageManifest, dedup: StageManifest, windows: StageManifest)
 
 def write_run_manifest(run: Path, summary: dict[str, Any]) -> None:
     atomic_write_text(run / "manifest.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+@dataclass(frozen=True)
+class ClusterRunConfig:
+    windows: WindowsRunConfig = field(default_factory=WindowsRunConfig)
+    embeddings: "EmbeddingsConfig" = None  # type: ignore[assignment]
+    clusters: "ClustersConfig" = None  # type: ignore[assignment]
+    shards: "ShardsConfig" = None  # type: ignore[assignment]
+    cards: "CardsConfig" = None  # type: ignore[assignment]
+
+    def __post_init__(self):
+        # Defaults resolved here so importing this module stays light (no torch/faiss).
+        from splitlm.curate.cards import CardsConfig
+        from splitlm.curate.clusters import ClustersConfig
+        from splitlm.curate.embeddings import EmbeddingsConfig
+        from splitlm.curate.shards import ShardsConfig
+
+        for name, default in (("embeddings", EmbeddingsConfig), ("clusters", ClustersConfig),
+                              ("shards", ShardsConfig), ("cards", CardsConfig)):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default())
+
+
+def run_cluster(inputs: list[Path | str], run: Path, config: ClusterRunConfig,
+                progress: Progress | None = None) -> dict[str, Any]:
+    """windows -> embeddings -> clusters -> shards -> cards; returns the run summary."""
+    from splitlm.curate.card_markdown import write_cards
+    from splitlm.curate.cards import build_cards
+    from splitlm.curate.clusters import write_clusters
+    from splitlm.curate.embeddings import write_embeddings
+    from splitlm.curate.shards import write_shards
+    from splitlm.curate.stage import config_dict, library_versions
+    from splitlm.errors import ConfigError
+
+    progress = progress or Progress()
+    summary = run_windows(inputs, run, config.windows, progress)
+    k = config.clusters.kmeans.k
+    if summary["windows"] == 0:
+        raise ConfigError(f"no windows to cluster: all {summary['documents_in']} documents were quarantined, "
+                          f"duplicates or shorter than one window (see {run / 'manifest.json'})")
+    if k > summary["windows"] - summary["windows_val"]:
+        raise ConfigError(f"--k {k} is larger than the {summary['windows'] - summary['windows_val']} training "
+                          "windows: lower --k or add data")
+    stages = {s: StageManifest.read(run / s / "manifest.json") for s in ("documents", "dedup", "windows")}
+    corpus = stages["documents"].input_fingerprint
+    emb_cfg = config.embeddings
+    emb_key = sha256_json([config_dict(emb_cfg), stages["windows"].output_fingerprint])
+    emb = _stage(run, "embeddings", emb_cfg, stages["windows"].output_fingerprint,
+                 lambda out, adv: write_embeddings(run, out, emb_cfg, emb_key, adv), progress,
+                 total=summary["windows"], versions=("torch", "sentence-transformers", "transformers"))
+    clusters = _stage(run, "clusters", config.clusters, sha256_json([emb.output_fingerprint, corpus]),
+                      lambda out, adv: write_clusters(run, out, config.clusters, corpus, adv), progress,
+                      total=summary["windows"], versions=("faiss-cpu",))
+    shards = _stage(run, "shards", config.shards,
+                    sha256_json([clusters.output_fingerprint, stages["windows"].output_fingerprint]),
+                    lambda out, adv: write_shards(run, out, config.shards, adv), progress, total=summary["windows"])
+    config_hash = sha256_json(config_dict(config))
+    provenance = {"run": run.name, "config_hash": config_hash, "corpus_fingerprint": corpus,
+                  "embedder": emb.counts["embedder"], "tokenizer": summary["tokenizer"],
+                  "versions": library_versions("torch", "transformers", "sentence-transformers", "faiss-cpu",
+                                               "tokenizers")}
+    _stage(run, "cards", {"cards": config_dict(config.cards), "provenance": provenance},
+           sha256_json([shards.output_fingerprint, clusters.output_fingerprint, stages["dedup"].output_fingerprint]),
+           lambda out, adv: write_cards(build_cards(run, config.cards, provenance), clusters.counts, out), progress,
+           total=k)
+    summary.update({"k": k, "embed_mode": emb.counts["embedder"]["mode"], "clusters": clusters.counts,
+                    "shards": shards.counts})
+    write_run_manifest(run, summary)
+    return summary

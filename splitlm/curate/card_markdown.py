@@ -1,0 +1,84 @@
+"""Render cluster cards to Markdown (YAML front matter as in Hugging Face dataset cards) and write them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from splitlm.schemas.card import Card
+
+
+def _front_matter(card: Card) -> str:
+    meta = {
+        "pretty_name": f"splitlm {card.name}",
+        "task_categories": ["text-generation"],
+        "tags": ["splitlm", "cluster", f"embed-{card.embed_mode}"],
+        "configs": [{"config_name": card.name, "data_files": [
+            {"split": "train", "path": f"shards/{card.name}/train/*"},
+            {"split": "validation", "path": f"shards/{card.name}/val/*"}]}],
+        "splitlm": {"cluster": card.cluster, "windows": card.windows, "tokens": card.tokens,
+                    "share": round(card.share, 4), "top_terms": card.top_terms[:8], "domains": card.domains},
+    }
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
+
+
+def render_card(card: Card) -> str:
+    lines = [_front_matter(card), f"# {card.name}: {', '.join(card.top_terms[:5]) or '(no terms)'}", ""]
+    routing = "n/a" if card.routing_accuracy_32 is None else f"{card.routing_accuracy_32:.1%} of {card.routing_sample}"
+    lines += [
+        "| | |", "|---|---|",
+        f"| windows (train / val) | {card.windows:,} ({card.train_windows:,} / {card.val_windows:,}) |",
+        f"| tokens | {card.tokens:,} |",
+        f"| share of run | {card.share:.1%} |",
+        f"| size / mean size | {card.balance.ratio_to_mean:.3f} (run max/min {card.balance.run_max_min:.3f}) |",
+        f"| top domain | {card.top_domain or 'n/a'}"
+        + (f" ({card.top_domain_share:.0%})" if card.top_domain_share is not None else "") + " |",
+        f"| 32-token routing accuracy (val) | {routing} |",
+        f"| duplicates removed (kept copy here) | {card.dedup_removals:,} |",
+        f"| embedding | {card.provenance.embedder.get('model_id')} ({card.embed_mode}, "
+        f"{card.provenance.embedder.get('precision')}) |",
+        "", "## Top terms", "", ", ".join(card.top_terms) or "(none)", "",
+    ]
+    if card.domains:
+        lines += ["## Domains", "", "| domain | windows | share |", "|---|---:|---:|"]
+        lines += [f"| {d} | {n:,} | {n / card.windows:.1%} |" for d, n in card.domains.items()]
+        lines.append("")
+    lines += ["## Nearest clusters", ""]
+    lines += [f"- cluster-{n.cluster:02d} (centroid cosine {n.cosine:.3f})" for n in card.nearest_clusters]
+    lines += ["", "## Exemplars (nearest the centroid)", ""]
+    for ex in card.exemplars:
+        lines += [f"**window {ex.window_id}** ({ex.domain or 'no label'}, distance {ex.distance:.3f})", "",
+                  "> " + ex.snippet.replace("\n", " "), ""]
+    p = card.provenance
+    lines += ["## Provenance", "", f"- run: `{p.run}`", f"- config hash: `{p.config_hash[:16]}`",
+              f"- corpus fingerprint: `{p.corpus_fingerprint[:16]}`", f"- tokenizer: `{p.tokenizer}`",
+              "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(p.versions.items())), ""]
+    return "\n".join(lines)
+
+
+def render_index(cards: list[Card], clusters: dict[str, Any]) -> str:
+    lines = ["# Cluster cards", "",
+             f"{len(cards)} clusters, {sum(c.windows for c in cards):,} windows, "
+             f"{sum(c.tokens for c in cards):,} tokens. Balance: max/min {clusters['max_min']:.3f} "
+             f"(plain faiss k-means: {clusters['plain_faiss']['max_min']:.2f}); k-means objective "
+             f"{clusters['objective']:.4f} (plain: {clusters['plain_faiss']['objective']:.4f}).", "",
+             "| cluster | windows | share | top domain | routing@32 | top terms |", "|---|---:|---:|---|---:|---|"]
+    for c in cards:
+        dom = f"{c.top_domain} ({c.top_domain_share:.0%})" if c.top_domain else "n/a"
+        acc = "n/a" if c.routing_accuracy_32 is None else f"{c.routing_accuracy_32:.0%}"
+        lines.append(f"| [{c.name}]({c.name}.md) | {c.windows:,} | {c.share:.1%} | {dom} | {acc} | "
+                     f"{', '.join(c.top_terms[:6])} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_cards(cards: list[Card], clusters: dict[str, Any], out: Path) -> dict[str, Any]:
+    import json
+
+    for card in cards:
+        (out / f"{card.name}.json").write_text(json.dumps(card.model_dump(), indent=2, ensure_ascii=False) + "\n")
+        (out / f"{card.name}.md").write_text(render_card(card))
+    (out / "index.md").write_text(render_index(cards, clusters))
+    (out / "card.schema.json").write_text(json.dumps(Card.model_json_schema(), indent=2) + "\n")
+    return {"cards": len(cards)}

@@ -1,0 +1,146 @@
+"""Cluster cards: what each cluster holds, for a human deciding whether to spend compute on it.
+
+Per cluster: sizes and share, top terms by class-based TF-IDF (a term's frequency in the cluster
+times log(1 + mean words per cluster / the term's frequency over all clusters), as BERTopic does),
+exemplar snippets nearest the centroid, the domain histogram when labels exist, nearest clusters by
+centroid cosine, dedup removals traced to the cluster of the kept document, balance figures, the
+32-token routing accuracy on its validation windows, and provenance. Terms are counted on a
+deterministic sample of `terms_sample` windows per cluster. Outputs: `cluster-XX.json`,
+`cluster-XX.md` (YAML front matter in the style of Hugging Face dataset cards) and `index.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from splitlm.schemas.card import Balance, Card, Exemplar, Neighbour, Provenance
+
+_WORD = re.compile(r"[^\W\d_]{3,24}")
+
+
+@dataclass(frozen=True)
+class CardsConfig:
+    top_terms: int = 12
+    exemplars: int = 4
+    snippet_chars: int = 320
+    terms_sample: int = 128
+    """Windows per cluster whose text is counted for top terms."""
+    routing_sample: int = 256
+    """Validation windows per cluster routed by their 32-token prefix for the card's accuracy."""
+
+
+def _stop_words() -> frozenset[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return ENGLISH_STOP_WORDS
+
+
+def _evenly(ids: np.ndarray, n: int) -> np.ndarray:
+    return ids if len(ids) <= n else ids[np.linspace(0, len(ids) - 1, n).astype(int)]
+
+
+def top_terms(texts_by_cluster: list[list[str]], n: int) -> list[list[str]]:
+    stop = _stop_words()
+    counts = [Counter(w for t in texts for w in _WORD.findall(t.lower()) if w not in stop)
+              for texts in texts_by_cluster]
+    total: Counter[str] = Counter()
+    for c in counts:
+        total.update(c)
+    mean_words = sum(total.values()) / max(len(counts), 1)
+    out = []
+    for c in counts:
+        size = max(sum(c.values()), 1)
+        score = {w: (f / size) * math.log(1 + mean_words / total[w]) for w, f in c.items() if f >= 2}
+        out.append([w for w, _ in sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))[:n]])
+    return out
+
+
+def _snippet(text: str, n: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= n else flat[: n - 1].rstrip() + "…"
+
+
+def build_cards(run: Path, config: CardsConfig, provenance: dict[str, Any], router=None) -> list[Card]:
+    from splitlm.curate.parts import read_table
+    from splitlm.curate.route import Router
+    from splitlm.curate.shards import cluster_name, window_table
+    from splitlm.schemas.tables import ASSIGNMENTS, DUPLICATES
+    from splitlm.schemas.tokens import TokenArray
+
+    router = router or Router.load(run)
+    k, tokens = router.k, TokenArray(run / "windows").tokens
+    assign = read_table(run / "clusters", "assignments", ASSIGNMENTS)
+    labels, dist = assign.column("cluster").to_numpy(), assign.column("distance").to_numpy()
+    meta = window_table(run)
+    shard_counts = json.loads((run / "shards" / "manifest.json").read_text())["counts"]["clusters"]
+    members = [np.flatnonzero(labels == c) for c in range(k)]
+    decode = router.tokenizer.decode_batch
+    texts = [decode(tokens[_evenly(m, config.terms_sample)]) for m in members]
+    terms = top_terms(texts, config.top_terms)
+    cos_KK = router.centroids_KD @ router.centroids_KD.T
+    removals = _dedup_removals(run, meta, labels, read_table(run / "dedup", "duplicates", DUPLICATES))
+    accuracy = _routing_accuracy(router, tokens, labels, meta["split"] == "val", k, config.routing_sample)
+    sizes = np.array([len(m) for m in members])
+    cards = []
+    for c in range(k):
+        near = [int(j) for j in np.argsort(-cos_KK[c], kind="stable") if j != c][:3]
+        best = members[c][np.argsort(dist[members[c]], kind="stable")[: config.exemplars]]
+        domains = Counter(meta["domain"][w] for w in members[c] if meta["domain"][w] is not None)
+        top = sorted(domains.items(), key=lambda kv: (-kv[1], kv[0]))
+        counts = shard_counts[str(c)]
+        cards.append(Card(
+            cluster=c, name=cluster_name(c, k), windows=int(sizes[c]),
+            train_windows=counts["train_windows"], val_windows=counts["val_windows"],
+            tokens=int(sizes[c]) * tokens.shape[1], share=float(sizes[c] / max(sizes.sum(), 1)),
+            top_terms=terms[c],
+            exemplars=[Exemplar(window_id=int(w), distance=round(float(dist[w]), 6), doc_ids=meta["doc_ids"][w][:8],
+                                domain=meta["domain"][w], snippet=_snippet(decode([tokens[w]])[0], config.snippet_chars))
+                       for w in best],
+            domains=dict(top), top_domain=top[0][0] if top else None,
+            top_domain_share=round(top[0][1] / sizes[c], 4) if top else None,
+            nearest_clusters=[Neighbour(cluster=j, cosine=round(float(cos_KK[c, j]), 4)) for j in near],
+            dedup_removals=int(removals[c]),
+            balance=Balance(size=int(sizes[c]), mean_size=float(sizes.mean()),
+                            ratio_to_mean=round(float(sizes[c] / sizes.mean()), 4),
+                            run_max_min=round(float(sizes.max() / max(sizes.min(), 1)), 4)),
+            embed_mode=router.spec["embedder"]["mode"],
+            routing_accuracy_32=accuracy[c][0], routing_sample=accuracy[c][1],
+            provenance=Provenance(**provenance),
+        ))
+    return cards
+
+
+def _dedup_removals(run: Path, meta: dict, labels: np.ndarray, duplicates) -> np.ndarray:
+    """Per cluster, documents removed as duplicates of a document whose first window lies there."""
+    first_window: dict[str, int] = {}
+    for w, docs in enumerate(meta["doc_ids"]):
+        for d in docs:
+            first_window.setdefault(d, w)
+    out = np.zeros(labels.max() + 1 if len(labels) else 0, dtype=np.int64)
+    for kept in duplicates.column("duplicate_of").to_pylist():
+        if kept in first_window:
+            out[labels[first_window[kept]]] += 1
+    return out
+
+
+def _routing_accuracy(router, tokens, labels, is_val, k, sample) -> list[tuple[float | None, int]]:
+    """(share of sampled validation windows whose 32-token prefix routes to their cluster, sample size)."""
+    picked = [_evenly(np.flatnonzero(is_val & (labels == c)), sample) for c in range(k)]
+    ids = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+    if len(ids) == 0:
+        return [(None, 0)] * k
+    routed = router.route_tokens(tokens[ids, :32].tolist(), prefix_tokens=32).clusters
+    out, lo = [], 0
+    for c, p in enumerate(picked):
+        hits = routed[lo : lo + len(p)] == c
+        out.append((round(float(hits.mean()), 4) if len(p) else None, len(p)))
+        lo += len(p)
+    return out

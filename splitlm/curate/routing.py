@@ -1,0 +1,50 @@
+"""`curate route`: send new documents to clusters by their prefix, reading the ingest formats.
+
+Every input row gets one output line: routed documents carry `cluster` and `distance`; rows ingest
+would reject carry `error` (the quarantine reason) instead, so nothing is silently lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from splitlm.curate.ingest import DocumentReader, IngestConfig, Rejected
+
+
+def route_documents(run: Path, inputs: list[Path], out: Path, ingest: IngestConfig, prefix_tokens: int = 32,
+                    batch_size: int = 256) -> dict[str, int]:
+    from splitlm.curate.route import Router
+
+    router = Router.load(run)
+    reader = DocumentReader(inputs, ingest)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    counts = {"routed": 0, "rejected": 0}
+    batch: list = []
+
+    def flush(fh) -> None:
+        docs = [d for d in batch if not isinstance(d, Rejected)]
+        result = router.route([d.text for d in docs], prefix_tokens) if docs else None
+        routed = iter(range(len(docs)))
+        for item in batch:
+            if isinstance(item, Rejected):
+                row = {"source": item.source, "line": item.line, "error": item.reason, "detail": item.detail}
+                counts["rejected"] += 1
+            else:
+                i = next(routed)
+                row = {"doc_id": item.doc_id, "source": item.source, "line": item.line,
+                       "cluster": int(result.clusters[i]), "distance": round(float(result.distances[i]), 6)}
+                counts["routed"] += 1
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        batch.clear()
+
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for item in reader:
+            batch.append(item)
+            if len(batch) >= batch_size:
+                flush(fh)
+        flush(fh)
+    os.replace(tmp, out)
+    return counts

@@ -55,8 +55,12 @@ def write_losses(out: Path) -> Path:
 
 
 def compare_final(table: pa.Table) -> list[dict]:
-    """Per split point and cluster: the baseline's last loss on it vs its own branch's last loss."""
+    """Per split point and cluster: the baseline's last loss on it vs its own branch's last loss.
+
+    `split_total` is the split model's realised D_T = D + K * D' (K = the clusters evaluated).
+    """
     rows = table.to_pylist()
+    k_total = len({r["eval_cluster"] for r in rows})
     last: dict[tuple, dict] = {}
     for r in rows:
         if r["cluster"] != r["eval_cluster"]:
@@ -71,7 +75,7 @@ def compare_final(table: pa.Table) -> list[dict]:
             continue
         out.append(dict(
             split_at=split_at, cluster=k, baseline_tokens=base["pt_tokens"], baseline_loss=base["eval_loss"],
-            split_tokens=split_at + r["cpt_tokens"], split_loss=r["eval_loss"],
+            split_total=split_at + k_total * r["cpt_tokens"], split_loss=r["eval_loss"],
         ))  # fmt: skip
     return out
 

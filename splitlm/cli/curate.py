@@ -88,6 +88,7 @@ def cluster(
     embed_mode: Annotated[str, typer.Option(help="truncate (first 256 word pieces) or mean (all chunks).")] = "truncate",
     precision: Annotated[str, typer.Option(help="Embedder weights: auto, fp32, bf16 (CPU with AMX/AVX512-BF16), fp16.")] = "auto",
     embed_storage: Annotated[str, typer.Option(help="float32 or float16 vectors on disk.")] = "float32",
+    embed_part_size: Annotated[int, typer.Option(help="Windows per resumable embedding part.")] = 512,
     val_max_docs: Annotated[int, typer.Option(help="Validation documents kept per cluster.")] = 10_000,
     prefix_tokens: Annotated[int, typer.Option(help="Router prefix length in tokens.")] = 32,
     seq_len: SeqLen = 2048,
@@ -116,7 +117,8 @@ def cluster(
     config = ClusterRunConfig(
         windows=windows_config(seq_len, tokenizer, text_field, id_field, domain_field, policy, strict, seed,
                                no_dedup, dedup_threshold, val_fraction, max_chars),
-        embeddings=EmbeddingsConfig(embed=EmbedConfig(mode=embed_mode, precision=precision), storage=embed_storage),
+        embeddings=EmbeddingsConfig(embed=EmbedConfig(mode=embed_mode, precision=precision), storage=embed_storage,
+                                    part_size=embed_part_size),
         clusters=ClustersConfig(kmeans=KMeansConfig(k=k, iters=iters, seed=seed,
                                                     sample_per_centroid=sample_per_centroid,
                                                     capacity_eps=capacity_eps), prefix_tokens=prefix_tokens),

@@ -29,6 +29,8 @@ class EmbeddingsConfig:
     """Windows per resumable part."""
 
     def __post_init__(self):
+        if self.part_size < 1:
+            raise ConfigError(f"--embed-part-size must be >= 1, got {self.part_size}")
         if self.storage not in ("float32", "float16"):
             raise ConfigError(f"--embed-storage must be float32 or float16, got {self.storage!r}")
 

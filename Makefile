@@ -1,17 +1,17 @@
-# Two commands: `make demo` (set up + run the main job on the embedded corpus), `make test`.
+# Two commands: `make demo` (set up + run the main job on the embedded corpus) and `make test`.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := runs/demo
-# Tests and the demo default to the cores this machine has; the embedder and trainer read it.
+# Nothing is fetched from a model hub at run time.
 export HF_HUB_OFFLINE := 1
-export TOKENIZERS_PARALLELISM := true
 
-.PHONY: install assets demo test bench data-cards clean
+.PHONY: install assets demo demo-curate test bench data-cards clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# torch is pinned (pyproject) to the CPU build on this machine's disk; constraints.txt pins the rest.
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
@@ -22,17 +22,21 @@ install: $(VENV)/.installed
 assets: install
 	$(BIN)/splitlm assets
 
-demo: assets
-	$(BIN)/python -m splitlm.demo $(DEMO)
+# The main job on the embedded corpus (six domains, ~0.8M GPT-2 tokens): curate into K=6 clusters.
+demo-curate: assets
+	$(BIN)/curate cluster "$$($(BIN)/splitlm assets --path demo)" --domain-field domain --k 6 \
+		--val-fraction 0.1 --out $(DEMO)
+
+demo: demo-curate
+	@echo
+	@echo "Results in $(DEMO)/: cards/index.md (one card per cluster), shards/ (train/val per cluster),"
+	@echo "clusters/ (router), manifest.json (every document accounted for)."
 
 test: assets
 	$(BIN)/python -m pytest -q
 
 bench: assets
-	$(BIN)/python benchmarks/run_all.py
-
-data-cards: assets
-	$(BIN)/python -m splitlm.demo --data-cards data_cards
+	for b in windows embed kmeans fit; do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf runs .pytest_cache

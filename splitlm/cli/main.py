@@ -19,13 +19,20 @@ app.add_typer(train.app, name="train")
 def assets(
     cache: Annotated[Optional[Path], typer.Option(help="Asset cache folder (default: $SPLITLM_CACHE or ~/.cache/splitlm).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Only verify; do not download.")] = False,
+    path: Annotated[Optional[str], typer.Option(help="Print only this asset's path: gpt2 or demo.")] = None,
 ) -> None:
     """Provision the offline assets: the GPT-2 tokenizer and the embedded demo corpus."""
     from splitlm import assets as assets_mod
 
-    paths = assets_mod.provision(cache, check_only=check)
-    for name, path in paths.items():
-        typer.echo(f"{name}: {path}")
+    paths = assets_mod.provision(cache, check_only=check or path is not None)
+    if path is not None:
+        names = {"gpt2": "gpt2 tokenizer", "demo": "demo corpus"}
+        if path not in names:
+            raise typer.BadParameter(f"--path takes gpt2 or demo, got {path!r}")
+        typer.echo(paths[names[path]])
+        return
+    for name, target in paths.items():
+        typer.echo(f"{name}: {target}")
 
 
 def main() -> None:

@@ -1,5 +1,8 @@
 """The embeddings stage: every window's text -> one MiniLM vector, resumable part by part.
 
+Parts run in this process (`engine="local"`) or as tasks on Ray embedder actors (`engine="ray"`,
+see `ray_engine.py`); the engine is part of the config, since thread counts move the last bits.
+
 Windows are decoded to text and embedded in parts of `part_size` rows. Each finished part is saved
 atomically to `RUN/.work/embeddings/<key>/part-XXXXX.npy`, so a killed run resumes at the first
 missing part; parts are then streamed into `embeddings/vectors.npy` ([windows, 384], row i is
@@ -26,9 +29,17 @@ class EmbeddingsConfig:
     storage: str = "float32"
     """`float32` or `float16` for vectors.npy (clustering always computes in float32)."""
     part_size: int = 512
-    """Windows per resumable part."""
+    """Windows per resumable part (and per task under Ray)."""
+    engine: str = "local"
+    """`local` (this process) or `ray` (one embedder actor per worker; parts are Ray tasks)."""
+    ray_address: str | None = None
+    """Ray cluster to join (`auto`, `ray://host:10001`); None starts a local one on this machine."""
+    ray_workers: int = 0
+    """Embedder actors; 0 = one per CPU of a local Ray (each actor uses one thread) or per GPU."""
 
     def __post_init__(self):
+        if self.engine not in ("local", "ray"):
+            raise ConfigError(f"--engine must be local or ray, got {self.engine!r}")
         if self.part_size < 1:
             raise ConfigError(f"--embed-part-size must be >= 1, got {self.part_size}")
         if self.storage not in ("float32", "float16"):
@@ -40,39 +51,54 @@ def load_vectors(run: Path) -> np.ndarray:
     return np.load(run / "embeddings" / "vectors.npy", mmap_mode="r")
 
 
+def _save_part(path: Path, vectors: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        np.save(fh, vectors)
+    os.replace(tmp, path)
+
+
 def write_embeddings(run: Path, out: Path, config: EmbeddingsConfig, key: str, advance=lambda n: None,
                      embedder=None) -> dict[str, Any]:
-    from splitlm.curate.embed import Embedder
+    import json
+
     from splitlm.curate.stage import work_dir
     from splitlm.schemas.tokens import TokenArray
     from splitlm.tokenizer import load_tokenizer
 
-    import json
-
     windows = TokenArray(run / "windows")
     tok = load_tokenizer(json.loads((run / "windows" / "manifest.json").read_text())["config"]["tokenizer"])
-    embedder = embedder or Embedder(config.embed)
     scratch = work_dir(run, "embeddings", key)
     n, size = len(windows), config.part_size
     parts = [(i, min(i + size, n)) for i in range(0, n, size)]
-    resumed = 0
-    for index, (lo, hi) in enumerate(parts):
-        path = scratch / f"part-{index:05d}.npy"
-        if path.exists():
-            resumed += 1
-        else:
-            vectors = embedder.encode(tok.decode_batch(windows.tokens[lo:hi]))
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            with open(tmp, "wb") as fh:
-                np.save(fh, vectors)
-            os.replace(tmp, path)
-        advance(hi - lo)
-    dim = embedder.dimension
+    paths = [scratch / f"part-{index:05d}.npy" for index in range(len(parts))]
+    todo = [(index, lo, hi) for index, (lo, hi) in enumerate(parts) if not paths[index].exists()]
+    advance(n - sum(hi - lo for _, lo, hi in todo))
+
+    def texts(lo: int, hi: int) -> list[str]:
+        return tok.decode_batch(windows.tokens[lo:hi])
+
+    def save(index: int, vectors: np.ndarray) -> None:
+        _save_part(paths[index], vectors)
+        advance(parts[index][1] - parts[index][0])
+
+    if config.engine == "ray":
+        from splitlm.curate.ray_engine import embed_parts
+
+        spec = embed_parts(todo, texts, save, config.embed, config.ray_address, config.ray_workers)
+    else:
+        from splitlm.curate.embed import Embedder
+
+        embedder = embedder or Embedder(config.embed)
+        for index, lo, hi in todo:
+            save(index, embedder.encode(texts(lo, hi)))
+        spec = embedder.spec()
+    dim = spec["dimension"]
     out_ND = np.lib.format.open_memmap(out / "vectors.npy", mode="w+", dtype=config.storage, shape=(n, dim))
     for index, (lo, hi) in enumerate(parts):
-        out_ND[lo:hi] = np.load(scratch / f"part-{index:05d}.npy")
+        out_ND[lo:hi] = np.load(paths[index])
     out_ND.flush()
     del out_ND
     shutil.rmtree(scratch)
-    return {"windows": n, "dimension": dim, "parts": len(parts), "parts_resumed": resumed,
-            "embedder": embedder.spec(), "storage": config.storage}
+    return {"windows": n, "dimension": dim, "parts": len(parts), "parts_resumed": len(parts) - len(todo),
+            "embedder": spec, "storage": config.storage, "engine": config.engine}

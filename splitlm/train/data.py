@@ -35,7 +35,7 @@ class RunInfo:
     vocab_size: int
     """Model vocabulary: the tokenizer's size."""
     eos_id: int
-    """End-of-text id (also used as BOS and PAD in the model config)."""
+    """End-of-text id (also the BOS id of the model config)."""
     k: int
     """Number of clusters."""
 

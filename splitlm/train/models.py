@@ -72,7 +72,8 @@ def build_config(size: ModelSize, arch: str, vocab_size: int, eos_id: int, conte
     """A transformers config for `size`; `context` is the longest input (window width = seq_len + 1)."""
     from transformers import GPT2Config, LlamaConfig
 
-    ids = dict(bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id, tie_word_embeddings=True)
+    # No pad id: windows are never padded, and a pad id equal to EOS makes transformers warn on every EOS.
+    ids = dict(bos_token_id=eos_id, eos_token_id=eos_id, tie_word_embeddings=True)
     if arch == "gpt2":
         return GPT2Config(
             n_layer=size.n_layer, n_head=size.n_head, n_embd=size.width, n_positions=context,

@@ -1,0 +1,124 @@
+"""Routed evaluation: prefix routing picks the scoring model; scores, groups and report files."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from splitlm.errors import ConfigError
+from splitlm.train import evaluate
+from splitlm.train.data import open_shard
+from splitlm.train.split import branch_dir
+
+PREFIX = 32
+
+
+class ConstantRouter:
+    """Sends every window to one cluster, and remembers what it was asked."""
+
+    def __init__(self, cluster: int):
+        self.cluster, self.seen = cluster, []
+
+    def route_tokens(self, prefixes, prefix_tokens=32):
+        self.seen = [list(p) for p in prefixes]
+        return SimpleNamespace(clusters=np.full(len(prefixes), self.cluster, np.int32))
+
+
+def _val(run):
+    return np.concatenate([np.asarray(open_shard(run, k, "val", 128).tokens) for k in range(3)])
+
+
+def test_score_matches_the_models_own_masked_loss(split_train, tiny_run):
+    model = AutoModelForCausalLM.from_pretrained(split_train / "pretrain" / "final").eval()
+    windows = _val(tiny_run)[:5]
+    nll = evaluate._score(model, windows, PREFIX, batch_size=2, bf16=False)
+    ids = torch.from_numpy(windows.astype(np.int64))
+    labels = ids.clone()
+    labels[:, :PREFIX] = -100  # the prefix is context only
+    with torch.inference_mode():
+        mean = model(input_ids=ids, labels=labels).loss.item()
+    assert nll.sum() / (5 * (129 - PREFIX)) == pytest.approx(mean, rel=1e-5)
+
+
+def test_routing_decides_which_branch_scores(split_train, tiny_run):
+    router = ConstantRouter(cluster=1)
+    rows = evaluate.routed_eval(split_train, tiny_run, router=router, prefix_tokens=PREFIX)
+    windows = _val(tiny_run)
+    assert router.seen == [w[:PREFIX].tolist() for w in windows]  # routed by the first 32 tokens only
+    for split_at in (0, 3072):
+        model = AutoModelForCausalLM.from_pretrained(branch_dir(split_train, split_at, 1) / "final").eval()
+        want = evaluate._score(model, windows, PREFIX, 8, bf16=evaluate.runner.use_bf16("auto")).sum()
+        total = next(r for r in rows if (r["split_at"], r["kind"]) == (split_at, "all"))
+        assert total["routed_loss"] == pytest.approx(want / (len(windows) * (129 - PREFIX)), abs=1e-4)
+        assert total["routed_to_own"] == pytest.approx(8 / 32)  # cluster 1 holds 8 of the 32 val windows
+
+
+def test_report_groups_by_cluster_and_domain(split_train, tiny_run, overlap_router):
+    rows = evaluate.routed_eval(split_train, tiny_run, router=overlap_router, prefix_tokens=PREFIX)
+    groups = {(r["kind"], r["group"]) for r in rows if r["split_at"] == 3072}
+    assert groups == {("all", "all"), ("cluster", "00"), ("cluster", "01"), ("cluster", "02"),
+                      ("domain", "rec.sport.hockey"), ("domain", "sci.space"),
+                      ("domain", "comp.graphics"), ("domain", "comp.windows.x")}  # fmt: skip
+    by = {(r["split_at"], r["kind"], r["group"]): r for r in rows}
+    for r in rows:
+        assert r["tokens"] == r["windows"] * (129 - PREFIX)
+        assert r["routed_ppl"] == pytest.approx(math.exp(r["routed_loss"]), rel=1e-3)
+        assert 0.0 <= r["routed_to_own"] <= 1.0
+    # cluster 02 is the union of its two newsgroups: token-weighted means agree.
+    c2 = by[(3072, "cluster", "02")]
+    parts = [by[(3072, "domain", d)] for d in ("comp.graphics", "comp.windows.x")]
+    assert c2["windows"] == sum(p["windows"] for p in parts)
+    assert c2["baseline_loss"] == pytest.approx(np.mean([p["baseline_loss"] for p in parts]), abs=2e-4)
+    assert (split_train / "routed" / "routed_eval.csv").read_text().count("\n") == len(rows) + 1
+    assert (split_train / "routed" / "routed_eval.png").stat().st_size > 10_000
+
+
+def test_bad_prefix_and_missing_branches_are_user_errors(split_train, tiny_run, tmp_path):
+    with pytest.raises(ConfigError, match="--prefix-tokens"):
+        evaluate.routed_eval(split_train, tiny_run, router=ConstantRouter(0), prefix_tokens=128)
+    with pytest.raises(ConfigError, match="no finished model"):
+        evaluate.routed_eval(tmp_path, tiny_run, router=ConstantRouter(0))
+
+
+@pytest.mark.slow
+def test_real_pipeline_router_split_and_routed_eval(news_path, tmp_path):
+    """`curate cluster` (real MiniLM router) -> `train split` -> `train eval`, through the CLIs."""
+    import csv
+    import gzip
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bin_dir = Path(sys.executable).parent
+    taken = {"comp.graphics": 0, "rec.sport.hockey": 0, "sci.space": 0}
+    corpus = tmp_path / "news.jsonl"
+    with gzip.open(news_path, "rt") as src, corpus.open("w") as dst:
+        for line in src:  # 30 posts from each of three newsgroups
+            group = json.loads(line)["meta"]["newsgroup"]
+            if taken.get(group, 30) < 30:
+                taken[group] += 1
+                dst.write(line)
+    run, train = tmp_path / "run", tmp_path / "train"
+    steps = [
+        [bin_dir / "curate", "cluster", corpus, "--out", run, "--k", "3", "--seq-len", "64", "--val-fraction", "0.2",
+         "--domain-field", "meta.newsgroup"],
+        [bin_dir / "train", "split", run, "--out", train, "--total-tokens", "3072", "--split-at", "1536",
+         "--batch-size", "4", "--eval-every", "1536", "--eval-windows", "4", "--threads", "1"],
+        [bin_dir / "train", "eval", train, "--run", run],
+    ]  # fmt: skip
+    for cmd in steps:
+        proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Routed evaluation" in proc.stdout
+    rows = list(csv.DictReader((train / "routed" / "routed_eval.csv").open()))
+    total = next(r for r in rows if r["kind"] == "all")
+    assert int(total["tokens"]) == int(total["windows"]) * (65 - 32)
+    # The router embeds the decoded prefix: prefixes taken from the right windows route home often.
+    assert float(total["routed_to_own"]) > 0.5
+    assert {r["group"] for r in rows if r["kind"] == "domain"} == {"comp.graphics", "rec.sport.hockey", "sci.space"}

@@ -1,0 +1,203 @@
+"""`curate inspect`: audit a clustering before spending compute on it (paper Fig. 9, Table 5, App. F).
+
+Reads a finished run and writes `RUN/inspect/`:
+  domains.csv/.png      label x cluster counts and shares, entropy, top-cluster share, purity
+                        (`inspect_domains`)
+  routing_recall.csv/.png  R@1/R@5 of the full window from its P-token prefix, and routing accuracy
+                        top-1/top-3, for each P (`inspect_routing`)
+  similarity.csv/.png, pairs.csv  centroid cosines and the App. F pairs (`inspect_similarity`)
+  clusters.csv, summary.json, report.md, manifest.json
+and writes its 32-token routing accuracy, measured on more validation windows than `curate
+cluster` routes, into the cluster cards. Inspect always recomputes (it is the audit); the folder
+still appears atomically, complete with its manifest. Everything but the manifest is a pure
+function of `summary.json` (`inspect_report`), so equal inputs and seed give equal bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from splitlm.curate.progress import Progress
+from splitlm.errors import ConfigError
+
+PREFIX_LENGTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+CARD_PREFIX = 32  # the cards' `routing_accuracy_32`; always measured
+
+
+@dataclass(frozen=True)
+class InspectConfig:
+    label_field: str | None = None
+    """None/`domain`: the ingest label; `source`: input file; any other dotted field is re-read from the corpus."""
+    prefix_lengths: tuple[int, ...] = PREFIX_LENGTHS
+    """Prefix lengths P in tokens (32 is always added: the cards report it)."""
+    sample: int = 10_000
+    """Windows sampled for routing; also the retrieval pool N of R@k (paper: 10,000)."""
+    seed: int = 0
+    split: str = "val"
+    """Windows to sample: val (held out, default), train or all (for runs with few validation windows)."""
+    reference: int = 0
+    """Reference cluster of the App. F pairs."""
+
+    def __post_init__(self):
+        if not self.prefix_lengths or min(self.prefix_lengths) < 1:
+            raise ConfigError(f"--prefix-lengths {list(self.prefix_lengths)}: give positive token counts")
+        if self.sample < 1:
+            raise ConfigError(f"--sample {self.sample}: must be >= 1")
+        if self.split not in ("val", "train", "all"):
+            raise ConfigError(f"--split {self.split!r}: choose val, train or all")
+        object.__setattr__(self, "prefix_lengths", tuple(sorted({*self.prefix_lengths, CARD_PREFIX})))
+
+
+def run_inspect(run: Path, config: InspectConfig | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Write `run/inspect/` and refresh the cards' routing accuracy; returns the summary (+ wall_seconds)."""
+    from splitlm.curate.stage import run_stage, sha256_json
+
+    config, progress = config or InspectConfig(), progress or Progress()
+    run = Path(run)
+    for stage in ("windows", "embeddings", "clusters", "cards"):
+        if not (run / stage / "manifest.json").exists():
+            raise ConfigError(f"{run}: no finished `{stage}` stage; run `curate cluster ... --out {run}` first")
+    upstream = [json.loads((run / s / "manifest.json").read_text())["parts"] for s in ("windows", "clusters")]
+    (run / "inspect" / "manifest.json").unlink(missing_ok=True)  # an audit always reruns (see docstring)
+    summary: dict[str, Any] = {}
+
+    def build(out: Path) -> dict[str, Any]:
+        from splitlm.curate.inspect_report import render_files
+
+        summary.update(_measure(run, config, progress))
+        seconds = summary.pop("_seconds_embedding")  # timings stay out of the rendered files
+        render_files(summary, out)
+        return {"windows_sampled": summary["sample"]["windows"], "texts_embedded": summary["routing"]["texts_embedded"],
+                "seconds_embedding": seconds}
+
+    manifest, _ = run_stage(run, "inspect", config, sha256_json(upstream), build, seed=config.seed,
+                            versions=("matplotlib", "torch"))
+    summary["cards_updated"] = update_cards(run, summary, config)
+    summary["wall_seconds"] = manifest.wall_seconds  # after rendering: timings stay out of the files
+    return summary
+
+
+def parse_prefix_lengths(text: str) -> tuple[int, ...]:
+    """`1,2,4,8` -> (1, 2, 4, 8); a one-line error naming the flag otherwise."""
+    try:
+        return tuple(int(p) for p in text.replace(" ", "").split(",") if p)
+    except ValueError:
+        raise ConfigError(f"--prefix-lengths {text!r}: give comma-separated token counts, e.g. 8,16,32") from None
+
+
+def _measure(run: Path, config: InspectConfig, progress: Progress) -> dict[str, Any]:
+    from splitlm.curate.embeddings import load_vectors
+    from splitlm.curate.inspect_domains import domain_stats
+    from splitlm.curate.inspect_routing import prefix_routing, sample_windows
+    from splitlm.curate.inspect_similarity import cluster_similarity
+    from splitlm.curate.parts import read_table
+    from splitlm.curate.route import Router
+    from splitlm.curate.shards import cluster_name, window_table
+    from splitlm.schemas.tables import ASSIGNMENTS
+    from splitlm.schemas.tokens import TokenArray
+
+    router = Router.load(run)
+    k, tokens_NW = router.k, TokenArray(run / "windows").tokens
+    labels_N = read_table(run / "clusters", "assignments", ASSIGNMENTS, columns=["cluster"]).column(0).to_numpy()
+    split_N = window_table(run)["split"]
+    sim = cluster_similarity(router.centroids_KD, config.reference)
+    dom = domain_stats(run, labels_N, k, config.label_field)
+    ids = sample_windows(split_N, config.split, config.sample, config.seed)
+    if len(ids) == 0:
+        raise ConfigError(f"{run}: no {config.split} windows to sample; rerun `curate cluster` with --val-fraction > 0 "
+                          "or pass --split all")
+    with progress.stage("prefixes") as advance:
+        routing = prefix_routing(router, tokens_NW, load_vectors(run), labels_N, ids, config.prefix_lengths, advance)
+    hits_S, own_S, val_S = routing.hits(CARD_PREFIX), labels_N[ids], split_N[ids] == "val"
+    clusters = []
+    for c in range(k):
+        mine, mine_val = own_S == c, (own_S == c) & val_S
+        clusters.append({
+            "name": cluster_name(c, k), "windows": int(dom.sizes_K[c]), "top_label": dom.top_label_K[c],
+            "purity": round(float(dom.purity_K[c]), 4),
+            "routing_32": _share(hits_S[mine]), "routing_sample": int(mine.sum()),
+            "routing_32_val": _share(hits_S[mine_val]), "routing_val_sample": int(mine_val.sum()),
+        })
+    balance = json.loads((run / "clusters" / "manifest.json").read_text())["counts"]
+    return {
+        "run": run.name, "k": k, "windows": int(len(labels_N)), "window_tokens": int(tokens_NW.shape[1]),
+        "embedder": router.spec["embedder"], "router_prefix_tokens": router.spec["prefix_tokens"],
+        "config": {"label_field": config.label_field, "prefix_lengths": list(config.prefix_lengths),
+                   "sample": config.sample, "seed": config.seed, "split": config.split, "reference": config.reference},
+        "sample": {"split": config.split, "seed": config.seed, "windows": int(len(ids)),
+                   "pool": int(len(split_N) if config.split == "all" else (split_N == config.split).sum())},
+        "domains": {"field": dom.field, "labels": dom.labels, "counts": dom.counts_LK.tolist()},
+        "routing": {"rows": [r.__dict__ for r in routing.rows], "texts_embedded": routing.texts_embedded},
+        "similarity": {"cosine": np.round(sim.cos_KK, 6).tolist(), "pairs": [p.__dict__ for p in sim.pairs]},
+        "clusters": clusters,
+        "balance": {"max_min": balance["max_min"], "objective": balance["objective"],
+                    "plain_faiss": {"max_min": balance["plain_faiss"]["max_min"],
+                                    "objective": balance["plain_faiss"]["objective"]}},
+        "_seconds_embedding": round(routing.seconds_embedding, 2),
+    }
+
+
+def _share(hits: np.ndarray) -> float | None:
+    return round(float(hits.mean()), 4) if len(hits) else None
+
+
+def update_cards(run: Path, summary: dict[str, Any], config: InspectConfig) -> list[int]:
+    """Put inspect's validation-window routing@32 into each card whose sample it does not shrink.
+
+    Cards keep meaning "validation windows", so only the validation part of the sample counts. The
+    cards' stage manifest gets the new file hashes, so it still describes its folder.
+    """
+    from splitlm.curate.card_markdown import write_cards
+    from splitlm.curate.stage import atomic_write_text, sha256_file
+    from splitlm.schemas.card import Card
+    from splitlm.schemas.manifest import StageManifest
+
+    folder = run / "cards"
+    cards, updated = [], []
+    for c, row in enumerate(summary["clusters"]):
+        card = Card.model_validate_json((folder / f"{row['name']}.json").read_text())
+        if row["routing_val_sample"] > 0 and row["routing_val_sample"] >= card.routing_sample:
+            card = card.model_copy(update={"routing_accuracy_32": row["routing_32_val"],
+                                           "routing_sample": row["routing_val_sample"]})
+            updated.append(c)
+        cards.append(Card.model_validate(card.model_dump()))  # still schema-valid
+    scratch = run / ".cards.inspect"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    write_cards(cards, summary["balance"], scratch)
+    manifest = StageManifest.read(folder / "manifest.json")
+    for path in sorted(scratch.iterdir()):
+        os.replace(path, folder / path.name)  # file by file, each atomic
+        manifest.parts[path.name] = sha256_file(folder / path.name)
+    scratch.rmdir()
+    manifest.counts["routing_accuracy_32"] = (f"from `curate inspect` (seed {config.seed}) for clusters {updated}"
+                                              if updated else "from `curate cluster`")
+    atomic_write_text(folder / "manifest.json", manifest.to_json())
+    return updated
+
+
+def write_data_cards(run: Path, dest: Path) -> list[Path]:
+    """Copy a run's cards and inspect report (everything but manifests) into `dest` (e.g. data_cards/).
+
+    `dest/cards/` and `dest/inspect/` are replaced; other files in `dest` (its README) are kept.
+    """
+    run, dest = Path(run), Path(dest)
+    if not (run / "inspect" / "summary.json").exists():
+        raise ConfigError(f"{run}: no inspect report; run `curate inspect {run}` first")
+    written = []
+    for sub in ("cards", "inspect"):
+        target = dest / sub
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for path in sorted((run / sub).iterdir()):
+            if path.is_file() and path.name != "manifest.json":
+                shutil.copyfile(path, target / path.name)
+                written.append(target / path.name)
+    return written

@@ -1,0 +1,118 @@
+"""Prefix routing: how much of a window its first P tokens give away (paper Table 5, App. D).
+
+On a seeded sample of N windows, for each prefix length P (the window's first P tokens, decoded
+to text as the router does):
+- R@1 / R@5 (Table 5): rank the N stored full-window embeddings by cosine to the prefix's
+  embedding; a hit when the window's own vector is first / in the top 5. Ties count for the
+  prefix (strictly greater scores only push it down).
+- route top-1: the prefix routes (the router's biased rule, `Router.assign_vectors`) to the
+  window's own cluster; top-3: the own cluster is among the 3 best biased scores.
+Cost: embedding the prefixes dominates. All distinct prefix texts over all P are embedded once,
+longest first in blocks so the embedder's length-sorted batches pad little; short prefixes repeat
+a lot (mail headers, code preambles), so P <= 4 costs almost nothing. R@k needs an N x N
+similarity, done in row blocks so memory stays at block x N.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+BLOCK = 1024  # prefixes per similarity block and per embedding call
+
+
+@dataclass(frozen=True)
+class PrefixRow:
+    prefix_tokens: int
+    windows: int  # N, the retrieval pool size
+    distinct_prefixes: int
+    r_at_1: float
+    r_at_5: float
+    route_top1: float
+    route_top3: float
+
+
+@dataclass(frozen=True, eq=False)
+class RoutingStats:
+    rows: list[PrefixRow]
+    window_ids: np.ndarray  # int64 [N], the sample, sorted
+    hits_PN: np.ndarray  # bool [len(rows), N]: top-1 routing hit per prefix length and window
+    seconds_embedding: float
+    texts_embedded: int
+
+    def row(self, p: int) -> PrefixRow | None:
+        return next((r for r in self.rows if r.prefix_tokens == p), None)
+
+    def hits(self, p: int) -> np.ndarray:
+        return self.hits_PN[[r.prefix_tokens for r in self.rows].index(p)]
+
+
+def sample_windows(split_N: np.ndarray, split: str, n: int, seed: int) -> np.ndarray:
+    """Sorted ids of up to n windows of `split` (val, train or all), drawn with `seed`; N >= 1 is the caller's check."""
+    pool = np.arange(len(split_N)) if split == "all" else np.flatnonzero(split_N == split)
+    if len(pool) <= n:
+        return pool
+    return np.sort(np.random.default_rng(seed).choice(pool, n, replace=False))
+
+
+def prefix_routing(router, tokens_NW: np.ndarray, vectors_ND: np.ndarray, labels_N: np.ndarray,
+                   window_ids: np.ndarray, prefix_lengths: tuple[int, ...],
+                   advance: Callable[[int], None] = lambda n: None) -> RoutingStats:
+    import time
+
+    rows_SW = np.asarray(tokens_NW[window_ids])
+    own_S = labels_N[window_ids]
+    full_SD = _unit(np.asarray(vectors_ND[window_ids], dtype=np.float32))
+    texts = {p: router.tokenizer.decode_batch(rows_SW[:, :p]) for p in prefix_lengths}
+    start = time.perf_counter()
+    vectors = _embed_distinct(router.embedder, [t for p in prefix_lengths for t in texts[p]], advance)
+    seconds = time.perf_counter() - start
+    rows, hits = [], []
+    for p in prefix_lengths:
+        q_SD = np.stack([vectors[t] for t in texts[p]])
+        rank_S = _own_rank(q_SD, full_SD)
+        top1_S = router.assign_vectors(q_SD).clusters == own_S
+        # The router settles near-ties in float64; OR-ing its top-1 in keeps top-3 >= top-1 exactly.
+        top3_S = top1_S | (_top_clusters(q_SD, router.centroids_KD, router.biases_K, 3) == own_S[:, None]).any(1)
+        rows.append(PrefixRow(p, len(window_ids), len(set(texts[p])), _mean(rank_S < 1), _mean(rank_S < 5),
+                              _mean(top1_S), _mean(top3_S)))
+        hits.append(top1_S)
+    return RoutingStats(rows, window_ids, np.array(hits, dtype=bool).reshape(len(rows), len(window_ids)), seconds,
+                        len(vectors))
+
+
+def _embed_distinct(embedder, texts: list[str], advance: Callable[[int], None]) -> dict[str, np.ndarray]:
+    """text -> unit vector, each distinct text embedded once."""
+    distinct = sorted(set(texts), key=lambda t: (-len(t), t))  # deterministic blocks, similar lengths together
+    out: dict[str, np.ndarray] = {}
+    for lo in range(0, len(distinct), BLOCK):
+        block = distinct[lo : lo + BLOCK]
+        out.update(zip(block, embedder.encode(block)))
+        advance(len(block))
+    return out
+
+
+def _own_rank(q_SD: np.ndarray, full_SD: np.ndarray) -> np.ndarray:
+    """Per prefix, how many full windows score strictly higher than its own window."""
+    rank_S = np.empty(len(q_SD), dtype=np.int64)
+    for lo in range(0, len(q_SD), BLOCK):
+        sims_BS = q_SD[lo : lo + BLOCK] @ full_SD.T
+        own_B = sims_BS[np.arange(len(sims_BS)), np.arange(lo, lo + len(sims_BS))]
+        rank_S[lo : lo + len(sims_BS)] = (sims_BS > own_B[:, None]).sum(1)
+    return rank_S
+
+
+def _top_clusters(x_ND: np.ndarray, centroids_KD: np.ndarray, biases_K: np.ndarray, n: int) -> np.ndarray:
+    """The n best clusters per row under the router's rule ||x - c||^2 + b_c (||x||^2 is common to all)."""
+    score_NK = (centroids_KD.astype(np.float64) ** 2).sum(1) - 2.0 * (x_ND @ centroids_KD.T) + biases_K
+    return np.argsort(score_NK, axis=1, kind="stable")[:, :n]
+
+
+def _unit(x_ND: np.ndarray) -> np.ndarray:
+    return x_ND / np.maximum(np.linalg.norm(x_ND, axis=1, keepdims=True), 1e-12)
+
+
+def _mean(hits_S: np.ndarray) -> float:
+    return round(float(hits_S.mean()), 4) if len(hits_S) else float("nan")

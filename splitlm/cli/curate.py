@@ -164,6 +164,30 @@ def export(
     typer.echo(f"exported {run_dir} as {format} -> {target}")
 
 
+@app.command()
+def inspect(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `curate cluster`.")],
+    label_field: Annotated[Optional[str], typer.Option(
+        help="Labels to cross with clusters: domain (the ingest --domain-field, default), source (input file), "
+             "or any other dotted field, re-read from the corpus files recorded at ingest.")] = None,
+    prefix_lengths: Annotated[str, typer.Option(help="Comma-separated prefix lengths in tokens (32 always added).")]
+    = "1,2,4,8,16,32,64,128,256",
+    sample: Annotated[int, typer.Option(help="Windows sampled for routing; also the R@k pool N (paper: 10,000).")]
+    = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed of the window sample.")] = 0,
+    split: Annotated[str, typer.Option(help="Sample val (held out), train or all windows.")] = "val",
+    reference: Annotated[int, typer.Option(help="Reference cluster of the App. F similarity pairs.")] = 0,
+) -> None:
+    """Audit a clustering: domains x clusters, prefix routing, cluster similarity -> RUN/inspect/ (report.md)."""
+    from splitlm.curate.inspect import InspectConfig, parse_prefix_lengths, run_inspect
+    from splitlm.curate.inspect_report import print_summary
+    from splitlm.curate.progress import RichProgress
+
+    config = InspectConfig(label_field=label_field, prefix_lengths=parse_prefix_lengths(prefix_lengths),
+                           sample=sample, seed=seed, split=split, reference=reference)
+    print_summary(run_inspect(run_dir, config, RichProgress()), run_dir / "inspect")
+
+
 def main() -> None:
     run(app)
 

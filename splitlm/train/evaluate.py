@@ -148,11 +148,14 @@ def _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored) -> li
     return rows
 
 
-def routed_eval(train: Path, run: Path, router=None, prefix_tokens: int = 32, batch_size: int = 8) -> list[dict]:
+def routed_eval(
+    train: Path, run: Path, router=None, prefix_tokens: int = 32, batch_size: int = 8
+) -> list[dict]:
     """Rows per split point x group; writes TRAIN/routed/routed_eval.csv and .png."""
     info = data_mod.read_run(run)
     if not 0 < prefix_tokens < info.seq_len:
-        raise ConfigError(f"--prefix-tokens {prefix_tokens}: must be between 1 and seq_len - 1 = {info.seq_len - 1}")
+        top = info.seq_len - 1
+        raise ConfigError(f"--prefix-tokens {prefix_tokens}: must be between 1 and seq_len - 1 = {top}")
     if router is None:
         from splitlm.curate.route import Router
 

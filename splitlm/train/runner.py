@@ -226,7 +226,8 @@ class JobHooks(TrainerCallback):
         # The Trainer reports one eval cluster per call; print once all of them are in.
         if len(self._shown) == len(job.eval_clusters):
             if job.verbose:
-                print(f"{job.name} step {step}/{job.steps} ({tokens:,} tokens) {' '.join(self._shown)}", flush=True)
+                losses = " ".join(self._shown)
+                print(f"{job.name} step {step}/{job.steps} ({tokens:,} tokens) {losses}", flush=True)
             self._shown = []
 
 
@@ -240,7 +241,8 @@ def _initial_model(job: TrainJob, info: data_mod.RunInfo):
     else:
         raise ConfigError(f"{job.init}: no saved model to branch from; rerun the pretraining job")
     if model.config.vocab_size != info.vocab_size:
-        raise ConfigError(f"{job.init}: vocabulary {model.config.vocab_size}, the run's tokenizer has {info.vocab_size}")
+        vocab = model.config.vocab_size
+        raise ConfigError(f"{job.init}: vocabulary {vocab}, the run's tokenizer has {info.vocab_size}")
     model.loss_type = "ForCausalLM"  # GPT2LMHeadModel's class name maps to no loss: say it, skip the warning
     return model
 
@@ -292,7 +294,8 @@ def train(job: TrainJob) -> JobResult:
         name=job.name, steps=job.steps, tokens=job.steps * hooks.tokens_per_step,
         n_params=counts.total, n_params_non_embedding=counts.non_embedding,
         start_weights_sha256=start_sha,
-        optimizer_steps=int(next(iter(opt_state.values()))["step"]) if opt_state else 0, resumed_from=resumed_from,
+        optimizer_steps=int(next(iter(opt_state.values()))["step"]) if opt_state else 0,
+        resumed_from=resumed_from,
         tokens_per_second=round(hooks.trained_steps * hooks.tokens_per_step / seconds, 1),
     )  # fmt: skip
     atomic_write_text(done, json.dumps(asdict(result), indent=2) + "\n")

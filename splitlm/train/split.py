@@ -74,6 +74,12 @@ class Budget:
     def tokens(self, steps: int) -> int:
         return steps * self.tokens_per_step
 
+    def describe(self, k: int) -> str:
+        pairs = zip(self.split_steps, self.branch_steps)
+        splits = "; ".join(f"D {self.tokens(s):,} + {k} x D' {self.tokens(b):,}" for s, b in pairs)
+        total = self.tokens(self.total_steps)
+        return f"plan: D_T {total:,} tokens ({self.total_steps} steps of {self.tokens_per_step:,}); {splits}"
+
 
 def plan_budget(total_tokens: int, split_at: tuple[int, ...], k: int, tokens_per_step: int) -> Budget:
     total = total_tokens // tokens_per_step
@@ -82,7 +88,7 @@ def plan_budget(total_tokens: int, split_at: tuple[int, ...], k: int, tokens_per
         raise ConfigError(f"--total-tokens {total_tokens}: less than one step of {tokens_per_step} tokens")
     for t, s in zip(split_at, splits):
         if (total - s) // k < 1:
-            raise ConfigError(f"--split-at {t}: leaves under one step per branch for K={k} before D_T={total_tokens}")
+            raise ConfigError(f"--split-at {t}: leaves under one step per branch for K={k} within D_T={total_tokens}")
     branches = tuple((total - s) // k for s in splits)
     moved = [
         f"t_s {t:,} -> {s * tokens_per_step:,} (D_T {(s + k * b) * tokens_per_step:,})"
@@ -103,7 +109,8 @@ def plan_jobs(cfg: SplitConfig, out: Path, clusters: tuple[int, ...] | None = No
     budget = plan_budget(cfg.total_tokens, cfg.split_at, info.k, cfg.batch_size * info.seq_len)
     steps = lambda tokens: max(1, round(tokens / budget.tokens_per_step))  # noqa: E731
     eval_every = steps(cfg.eval_every or cfg.total_tokens / 20)
-    warmup = round((0.01 * cfg.total_tokens if cfg.warmup_tokens < 0 else cfg.warmup_tokens) / budget.tokens_per_step)
+    warmup_tokens = 0.01 * cfg.total_tokens if cfg.warmup_tokens < 0 else cfg.warmup_tokens
+    warmup = round(warmup_tokens / budget.tokens_per_step)
     pretrain = runner.TrainJob(
         name="pretrain", out=out / "pretrain", run=cfg.run, size=cfg.size, arch=cfg.arch, init=None,
         train_clusters=tuple(range(info.k)), eval_clusters=tuple(range(info.k)), steps=budget.total_steps,
@@ -133,7 +140,8 @@ def check_config(cfg: SplitConfig, out: Path) -> None:
         have = json.loads(path.read_text())
         diff = sorted(key for key in want.keys() | have.keys() if want.get(key) != have.get(key))
         if diff:
-            raise ConfigError(f"{path}: TRAIN holds a run with other {', '.join(diff)}; rerun with its flags or a new --out")
+            other = ", ".join(diff)
+            raise ConfigError(f"{path}: TRAIN holds a run with other {other}; rerun with its flags or a new --out")
         return
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(want, indent=2) + "\n")
@@ -149,12 +157,15 @@ def run_jobs(jobs: list[runner.TrainJob], parallel: int) -> list[runner.JobResul
         return list(pool.map(runner.train, jobs))
 
 
-def split(cfg: SplitConfig, out: Path, clusters: tuple[int, ...] | None = None, parallel: int = 1, threads: int = 0):
+def split(
+    cfg: SplitConfig, out: Path, clusters: tuple[int, ...] | None = None, parallel: int = 1, threads: int = 0
+):
     """Pretrain (the baseline), then every branch; returns (budget, losses table path)."""
     from splitlm.train.evaluate import write_losses
 
     check_config(cfg, out)
     budget, pretrain, branches = plan_jobs(cfg, out, clusters)
+    print(budget.describe(len(pretrain.train_clusters)), flush=True)
     runner.train(replace(pretrain, threads=threads))
     run_jobs([replace(b, threads=threads) for b in branches], parallel)
     return budget, write_losses(out)

@@ -117,6 +117,7 @@ def fit_balanced_kmeans(x_ND: np.ndarray, config: KMeansConfig | None = None) ->
             biases_K = _solve_biases(scores_KS, biases_K, cfg.steps_per_iter, tol=0.02)
         labels_S = _top2(scores_KS - biases_K[:, None] / 2)[2]
         centroids_KD = _centroids(x_SD, labels_S, centroids_KD)
+        _reseed_empty(x_SD, labels_S, centroids_KD, biases_K, rng)
     if cfg.calibrate_per_centroid:
         x_SD = _normalized(np.asarray(x_ND[_sample(n, cfg.k * cfg.calibrate_per_centroid, rng)], np.float32))
     scores_KS = centroids_KD @ x_SD.T
@@ -231,6 +232,21 @@ def _centroids(x_SD: np.ndarray, labels_S: np.ndarray, old_KD: np.ndarray) -> np
     return np.where(norms_K1 > 0, sums_KD / np.maximum(norms_K1, 1e-12), old_KD).astype(np.float32)
 
 
+def _reseed_empty(x_SD, labels_S, centroids_KD, biases_K, rng: np.random.Generator) -> None:
+    """Move each empty cluster onto a random member of the largest one, at that cluster's price.
+
+    A centroid far from every row can stay empty however low its price goes while the others move;
+    splitting the largest cluster is what faiss does too.
+    """
+    sizes_K = np.bincount(labels_S, minlength=len(centroids_KD))
+    for c in np.flatnonzero(sizes_K == 0):
+        big = int(np.argmax(sizes_K))
+        members = np.flatnonzero(labels_S == big)
+        centroids_KD[c] = x_SD[members[rng.integers(len(members))]]
+        biases_K[c] = biases_K[big]
+        sizes_K[c] = sizes_K[big] = sizes_K[big] // 2
+
+
 def _solve_biases(scores_KS: np.ndarray, biases_K: np.ndarray, steps: int, tol: float) -> np.ndarray:
     """Biases (squared-distance units) under which each cluster gets ~n/K of the n scored rows.
 
@@ -252,15 +268,19 @@ def _solve_biases(scores_KS: np.ndarray, biases_K: np.ndarray, steps: int, tol: 
         err_K = np.bincount(labels_S, minlength=k) - n / k
         if np.abs(err_K).max() < best[0]:
             best = (np.abs(err_K).max(), beta_K.copy())
-        if best[0] <= tol * n / k:
+        if best[0] <= max(tol * n / k, 1.0):  # sizes are integers
             break
         flipped = np.sign(err_K) * np.sign(last_err_K) < 0
         step_K = np.where(flipped, step_K / 2, np.minimum(step_K * 1.5, 1.0))
         members = np.split(np.argsort(labels_S, kind="stable"), np.cumsum(np.bincount(labels_S, minlength=k))[:-1])
+        # Rows an over-full cluster sheds must land in a cluster with room: other over-full ones are
+        # raising their prices too (a group of near-twins would pass rows around for ever).
+        room_S = adj_KS[err_K <= 0].max(0)
         shift_K = np.empty(k)
         for c in range(k):
             gap_S = adj_KS[c] - top1_S
-            gap_S[members[c]] = top1_S[members[c]] - top2_S[members[c]]
+            mine = members[c]
+            gap_S[mine] = top1_S[mine] - (room_S[mine] if err_K[c] > 0 else top2_S[mine])
             shift_K[c] = _split_point(gap_S, want)
         beta_K += step_K * shift_K
         beta_K -= beta_K.mean()

@@ -39,7 +39,7 @@ class DomainStats:
     @property
     def entropy_bits_L(self) -> np.ndarray:
         p_LK = self.shares_LK
-        return -np.where(p_LK > 0, p_LK * np.log2(np.where(p_LK > 0, p_LK, 1)), 0).sum(1)
+        return np.abs(-np.where(p_LK > 0, p_LK * np.log2(np.where(p_LK > 0, p_LK, 1)), 0).sum(1))  # no -0.0
 
     @property
     def top_cluster_L(self) -> np.ndarray:

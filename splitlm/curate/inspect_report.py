@@ -131,11 +131,14 @@ def _routing_section(rows: list[PrefixRow], summary: dict[str, Any]) -> list[str
              "Route top-1 / top-3: the prefix routes (router rule, biases included) to the window's own cluster / "
              f"has it among its 3 best. Router prefix: {summary['router_prefix_tokens']} tokens.", "",
              f"Embedding mode `{mode}`: " + (
-                 "the stored vector reads only the window's first 256 word pieces (~200 GPT-2 tokens), so a prefix of "
-                 "that length is nearly the same text and R@1 saturates by P = 256; `mean` covers the whole window, "
+                 "the stored vector reads only the window's first 256 word pieces (about as many GPT-2 tokens), so a "
+                 "prefix of that length is nearly the same text and R@1 saturates by P = 256; `mean` covers the whole window, "
                  "which helps clustering but makes prefixes much weaker predictors." if mode == "truncate" else
                  "the stored vector averages all 256-piece chunks of the window, so even long prefixes see only "
-                 "part of what was embedded: recall rises slowly and stays below `truncate`'s."), "",
+                 "part of what was embedded: recall rises slowly and stays below `truncate`'s."),
+             f"{summary['routing']['texts_embedded']:,} distinct prefixes were embedded; "
+             f"{summary['routing'].get('vectors_reused', 0):,} prefixes whose first word pieces are exactly the stored "
+             "vector's input reused it.", "",
              "| P tokens | R@1 | R@5 | route top-1 | route top-3 | paper R@1 | paper R@5 | distinct prefixes |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:

@@ -162,7 +162,7 @@ def assign_with_capacity(
     spill_E = np.concatenate(evicted)
     spill_E = spill_E[np.argsort(-regret_N[spill_E], kind="stable")]  # who loses most chooses first
     room_K = cap - np.bincount(np.delete(labels_N, spill_E), minlength=k)
-    cos_EK = _exact_cos(_normalized(np.asarray(x_ND[spill_E], np.float32)), centroids_KD)
+    cos_EK = _exact_cos(np.asarray(x_ND[spill_E], np.float32), centroids_KD)
     biased_EK = cos_EK - biases_K.astype(np.float64) / 2
     pending = np.arange(len(spill_E))
     while len(pending):  # each round fills at least one cluster or places everyone

@@ -1,7 +1,7 @@
 """Cluster cards: what each cluster holds, for a human deciding whether to spend compute on it.
 
-Per cluster: sizes and share, top terms by class-based TF-IDF (a term's frequency in the cluster
-times log(1 + mean words per cluster / the term's frequency over all clusters), as BERTopic does),
+Per cluster: sizes and share, top terms by class-based TF-IDF against the other clusters (see
+`top_terms`),
 exemplar snippets nearest the centroid, the domain histogram when labels exist, nearest clusters by
 centroid cosine, dedup removals traced to the cluster of the kept document, balance figures, the
 32-token routing accuracy on its validation windows, and provenance. Terms are counted on a
@@ -48,18 +48,25 @@ def _evenly(ids: np.ndarray, n: int) -> np.ndarray:
 
 
 def top_terms(texts_by_cluster: list[list[str]], n: int) -> list[list[str]]:
+    """Per cluster, terms ranked by p_c(w) * log(p_c(w) / p_rest(w)).
+
+    A class-based TF-IDF against the rest: the term's frequency in the cluster, weighted by how much
+    more frequent it is there than in the other clusters. Terms spread evenly over the corpus (e-mail
+    headers, boilerplate) score ~0 even when they are frequent, unlike BERTopic's log(1 + A / f).
+    """
     stop = _stop_words()
     counts = [Counter(w for t in texts for w in _WORD.findall(t.lower()) if w not in stop)
               for texts in texts_by_cluster]
     total: Counter[str] = Counter()
     for c in counts:
         total.update(c)
-    mean_words = sum(total.values()) / max(len(counts), 1)
+    words = sum(total.values())
     out = []
     for c in counts:
         size = max(sum(c.values()), 1)
-        score = {w: (f / size) * math.log(1 + mean_words / total[w]) for w, f in c.items() if f >= 2}
-        out.append([w for w, _ in sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))[:n]])
+        rest = max(words - size, 1)
+        score = {w: (f / size) * math.log((f / size) / ((total[w] - f + 1) / rest)) for w, f in c.items() if f >= 2}
+        out.append([w for w, v in sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))[:n] if v > 0])
     return out
 
 

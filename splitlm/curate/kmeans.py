@@ -4,7 +4,7 @@ Rule (training assignment and router alike): label(x) = argmin_c ||x - c||^2 + b
 Plain k-means on embeddings is badly unbalanced (5-90x max/min measured here); the biases b_c are
 dual prices that make crowded clusters dearer until each holds ~N/K points.
 
-Fit, on a seeded sample of k * sample_per_centroid rows, for `iters` iterations:
+Fit (price solver in `kmeans_bias.py`), on a seeded sample of k * sample_per_centroid rows, for `iters` iterations:
   scores S = x c^T (one GEMM) -> solve biases on S so sizes reach N/K (cheap O(nK) steps, warm
   started) -> assign -> centroids = normalised means.
 Then the biases are re-solved for the final centroids on a larger calibration sample
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from splitlm.curate.kmeans_bias import solve_biases, top2
 from splitlm.errors import ConfigError
 
 # Rows whose two best biased scores are closer than this are re-scored exactly (float64, row by row),
@@ -114,16 +115,16 @@ def fit_balanced_kmeans(x_ND: np.ndarray, config: KMeansConfig | None = None) ->
     for _ in range(cfg.iters):
         scores_KS = centroids_KD @ x_SD.T
         if cfg.balance:  # a few warm-started steps: the centroids move anyway
-            biases_K = _solve_biases(scores_KS, biases_K, cfg.steps_per_iter, tol=0.02)
-        labels_S = _top2(scores_KS - biases_K[:, None] / 2)[2]
+            biases_K = solve_biases(scores_KS, biases_K, cfg.steps_per_iter, tol=0.02)
+        labels_S = top2(scores_KS - biases_K[:, None] / 2)[2]
         centroids_KD = _centroids(x_SD, labels_S, centroids_KD)
         _reseed_empty(x_SD, labels_S, centroids_KD, biases_K, rng)
     if cfg.calibrate_per_centroid:
         x_SD = _normalized(np.asarray(x_ND[_sample(n, cfg.k * cfg.calibrate_per_centroid, rng)], np.float32))
     scores_KS = centroids_KD @ x_SD.T
     if cfg.balance:
-        biases_K = _solve_biases(scores_KS, biases_K, cfg.bias_steps, tol=0.005)
-    top1_S, _, labels_S = _top2(scores_KS - biases_K[:, None] / 2)
+        biases_K = solve_biases(scores_KS, biases_K, cfg.bias_steps, tol=0.005)
+    top1_S, _, labels_S = top2(scores_KS - biases_K[:, None] / 2)
     cos_S = top1_S + biases_K[labels_S] / 2
     return KMeansModel(
         centroids_KD=centroids_KD,
@@ -247,79 +248,6 @@ def _reseed_empty(x_SD, labels_S, centroids_KD, biases_K, rng: np.random.Generat
         sizes_K[c] = sizes_K[big] = sizes_K[big] // 2
 
 
-def _solve_biases(scores_KS: np.ndarray, biases_K: np.ndarray, steps: int, tol: float) -> np.ndarray:
-    """Biases (squared-distance units) under which each cluster gets ~n/K of the n scored rows.
-
-    Works in score units (beta = b/2: label = argmax_c s_c - beta_c). g_ci = margin by which row i
-    prefers c over its best other option; moving beta_c to the right quantile of g_c: would give c
-    exactly n/K rows if the others stood still. All clusters move at once, each by its own step
-    size, halved when its size error flips sign: twin centroids would otherwise swap rows forever.
-    """
-    k, n = scores_KS.shape
-    if k == 1:
-        return np.zeros(1, dtype=np.float32)
-    want = max(1, round(n / k))
-    beta_K = biases_K.astype(np.float64) / 2
-    step_K, last_err_K = np.full(k, 0.5), np.zeros(k)
-    best = (math.inf, beta_K.copy())  # steps can overshoot: return the best biases seen
-    for _ in range(steps):
-        adj_KS = scores_KS - beta_K[:, None].astype(np.float32)
-        top1_S, top2_S, labels_S = _top2(adj_KS)
-        err_K = np.bincount(labels_S, minlength=k) - n / k
-        if np.abs(err_K).max() < best[0]:
-            best = (np.abs(err_K).max(), beta_K.copy())
-        if best[0] <= max(tol * n / k, 1.0):  # sizes are integers
-            break
-        flipped = np.sign(err_K) * np.sign(last_err_K) < 0
-        step_K = np.where(flipped, step_K / 2, np.minimum(step_K * 1.5, 1.0))
-        members = np.split(np.argsort(labels_S, kind="stable"), np.cumsum(np.bincount(labels_S, minlength=k))[:-1])
-        # Rows an over-full cluster sheds must land in a cluster with room: other over-full ones are
-        # raising their prices too (a group of near-twins would pass rows around for ever).
-        room_S = adj_KS[err_K <= 0].max(0)
-        shift_K = np.empty(k)
-        for c in range(k):
-            gap_S = adj_KS[c] - top1_S
-            mine = members[c]
-            gap_S[mine] = top1_S[mine] - (room_S[mine] if err_K[c] > 0 else top2_S[mine])
-            shift_K[c] = _split_point(gap_S, want)
-        beta_K += step_K * shift_K
-        beta_K -= beta_K.mean()
-        last_err_K = err_K
-    return (2 * best[1]).astype(np.float32)
-
-
-def _top2(adj_KS: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Best and second-best value and best index per column; ties go to the lowest index."""
-    top1_S = adj_KS[0].copy()
-    top2_S = np.full_like(top1_S, -np.inf)
-    labels_S = np.zeros(adj_KS.shape[1], dtype=np.int64)
-    for c in range(1, len(adj_KS)):  # row by row: contiguous, no (K, n) temporaries
-        row_S = adj_KS[c]
-        np.maximum(top2_S, np.minimum(row_S, top1_S), out=top2_S)
-        labels_S[row_S > top1_S] = c
-        np.maximum(top1_S, row_S, out=top1_S)
-    return top1_S, top2_S, labels_S
-
-
-def _split_point(gap_S: np.ndarray, want: int) -> float:
-    """A value with exactly `want` gaps above it (midway between the want-th and want+1-th largest).
-
-    Only the top of the distribution matters, so it partitions the gaps above a threshold that widens
-    until it holds enough of them, rather than all n.
-    """
-    width = 0.05
-    while True:
-        top = gap_S[gap_S > -width]
-        if len(top) > want or len(top) == len(gap_S):
-            break
-        width *= 4
-    m = len(top)
-    if m <= want:
-        return float(top.min()) - 1e-6
-    part = np.partition(top, (m - want - 1, m - want))
-    return float(part[m - want - 1] + part[m - want]) / 2
-
-
 def _assign_top2(x_ND, centroids_KD, biases_K, chunk):
     """Labels, squared distances and regrets (best minus second-best biased score) of every row."""
     n, k = len(x_ND), len(centroids_KD)
@@ -337,7 +265,7 @@ def _assign_top2(x_ND, centroids_KD, biases_K, chunk):
         else:  # one GEMM, then divide the K x C scores by the norms instead of copying x normalised
             cos_KC = centroids_KD @ x_CD.T
             cos_KC /= np.maximum(norm_C, 1e-12)
-            top1_C, top2_C, label_C = _top2(cos_KC - half_b[:, None])
+            top1_C, top2_C, label_C = top2(cos_KC - half_b[:, None])
         regret_C = top1_C - top2_C if k > 1 else np.full(len(x_CD), np.inf, np.float32)
         cos_C = (top1_C + half_b[label_C]).astype(np.float64)
         close = np.flatnonzero(regret_C < TIE_MARGIN)

@@ -67,14 +67,26 @@ def split_cmd(
     budget, table = split(cfg, out, _clusters(clusters), parallel=parallel, threads=threads)
     if budget.note:
         typer.echo(f"note: {budget.note}")
-    typer.echo(f"losses: {table} (+ .parquet)")
-    rows = evaluate.compare_final(evaluate.collect_losses(out))
-    typer.echo(f"{'split_at':>12} {'cluster':>7} {'baseline':>9} {'split':>9} {'change':>7}")
-    for r in rows:
-        change = 100 * (r["split_loss"] / r["baseline_loss"] - 1)
-        typer.echo(
-            f"{r['split_at']:>12,} {r['cluster']:>7} {r['baseline_loss']:>9.4f} {r['split_loss']:>9.4f} {change:>+6.2f}%"
-        )
+    pairs = evaluate.compare_final(evaluate.collect_losses(out))
+    title = f"Validation loss at D_T: pretraining only vs split ({table}, + .parquet)"
+    _print_table(title, ["split at", "cluster", "baseline", "split", "change"], [
+        [f"{r['split_at']:,}", f"{r['cluster']:02d}", f"{r['baseline_loss']:.4f}", f"{r['split_loss']:.4f}",
+         f"{100 * (r['split_loss'] / r['baseline_loss'] - 1):+.2f}%"]
+        for r in pairs
+    ])  # fmt: skip
+
+
+def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    from rich.table import Table
+
+    from splitlm.cli.tables import console
+
+    table = Table(title=title)
+    for name in columns:
+        table.add_column(name, justify="left" if name in ("kind", "group") else "right")
+    for row in rows:
+        table.add_row(*row)
+    console().print(table)
 
 
 def eval_cmd(
@@ -84,21 +96,15 @@ def eval_cmd(
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 8,
 ) -> None:
     """Routed evaluation: route each validation window by its prefix, score the rest, vs pretraining only."""
-    from rich.console import Console
-    from rich.table import Table
-
     from splitlm.train.evaluate import routed_eval
 
     rows = routed_eval(train, run, prefix_tokens=prefix_tokens, batch_size=batch_size)
-    table = Table(title=f"Routed evaluation ({prefix_tokens}-token prefix): perplexity")
-    for name in ("split_at", "kind", "group", "windows", "routed_to_own", "baseline_ppl", "routed_ppl", "ppl_change_pct"):
-        table.add_column(name, justify="left" if name in ("kind", "group") else "right")
-    for r in rows:
-        table.add_row(
-            f"{r['split_at']:,}", r["kind"], r["group"], str(r["windows"]), f"{r['routed_to_own']:.2f}",
-            f"{r['baseline_ppl']:.2f}", f"{r['routed_ppl']:.2f}", f"{r['ppl_change_pct']:+.2f}%",
-        )  # fmt: skip
-    Console().print(table)
+    columns = ["split at", "kind", "group", "windows", "routed home", "baseline ppl", "routed ppl", "change"]
+    _print_table(f"Routed evaluation ({prefix_tokens}-token prefix)", columns, [
+        [f"{r['split_at']:,}", r["kind"], r["group"], str(r["windows"]), f"{r['routed_to_own']:.2f}",
+         f"{r['baseline_ppl']:.2f}", f"{r['routed_ppl']:.2f}", f"{r['ppl_change_pct']:+.2f}%"]
+        for r in rows
+    ])  # fmt: skip
     typer.echo(f"wrote {train / 'routed' / 'routed_eval.csv'} and routed_eval.png")
 
 

@@ -160,6 +160,9 @@ def routed_eval(
         from splitlm.curate.route import Router
 
         router = Router.load(run)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per branch otherwise
     shards, own, domains = _val_shards(run, info)
     prefixes = [row.tolist() for shard in shards for row in shard.tokens[:, :prefix_tokens]]
     routed = np.asarray(router.route_tokens(prefixes, prefix_tokens).clusters, dtype=np.int64)

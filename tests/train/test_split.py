@@ -130,7 +130,7 @@ def test_sigkill_in_pretraining_and_in_a_branch_then_rerun(tiny_run, split_train
     _kill_when(cmd, "branches/*/*/trainer/checkpoint-*/trainer_state.json", out)
     done = subprocess.run(cmd + ["--parallel", "2"], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "baseline" in done.stdout and "split_at" in done.stdout
+    assert "baseline" in done.stdout and "split at" in done.stdout
 
     results = [runner.JobResult(**json.loads(p.read_text())) for p in out.rglob("done.json")]
     assert len(results) == 7

@@ -88,8 +88,9 @@ def render_report(summary: dict[str, Any]) -> str:
     lines = [f"# Inspect report: {summary['run']}", "",
              f"K = {k} clusters over {summary['windows']:,} windows of {summary['window_tokens']:,} tokens; "
              f"embedder {summary['embedder']['model_id']} ({summary['embedder']['mode']}, "
-             f"{summary['embedder']['precision']}). Routing measured on {s['windows']:,} {s['split']} windows "
-             f"(seed {s['seed']}, of {s['pool']:,} available).", ""]
+             f"{summary['embedder']['precision']}). Routing measured on {s['windows']:,} windows drawn from "
+             f"{ {'val': 'the validation split', 'train': 'the training split', 'all': 'all splits'}[s['split']]} "
+             f"(seed {s['seed']}, {s['pool']:,} available).", ""]
     lines += _domains_section(dom, k)
     lines += _routing_section(rows, summary)
     lines += _similarity_section(sim)
@@ -135,7 +136,7 @@ def _routing_section(rows: list[PrefixRow], summary: dict[str, Any]) -> list[str
                  "prefix of that length is nearly the same text and R@1 saturates by P = 256; `mean` covers the whole window, "
                  "which helps clustering but makes prefixes much weaker predictors." if mode == "truncate" else
                  "the stored vector averages all 256-piece chunks of the window, so even long prefixes see only "
-                 "part of what was embedded: recall rises slowly and stays below `truncate`'s."),
+                 "part of what was embedded: recall rises slowly and stays below `truncate`'s."), "",
              f"{summary['routing']['texts_embedded']:,} distinct prefixes were embedded; "
              f"{summary['routing'].get('vectors_reused', 0):,} prefixes whose first word pieces are exactly the stored "
              "vector's input reused it.", "",

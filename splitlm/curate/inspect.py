@@ -99,7 +99,7 @@ def _measure(run: Path, config: InspectConfig, progress: Progress) -> dict[str, 
     from splitlm.curate.inspect_similarity import cluster_similarity
     from splitlm.curate.parts import read_table
     from splitlm.curate.route import Router
-    from splitlm.curate.shards import cluster_name, window_table
+    from splitlm.curate.shards import window_table
     from splitlm.schemas.tables import ASSIGNMENTS
     from splitlm.schemas.tokens import TokenArray
 
@@ -115,16 +115,7 @@ def _measure(run: Path, config: InspectConfig, progress: Progress) -> dict[str, 
                           "or pass --split all")
     with progress.stage("prefixes") as advance:
         routing = prefix_routing(router, tokens_NW, load_vectors(run), labels_N, ids, config.prefix_lengths, advance)
-    hits_S, own_S, val_S = routing.hits(CARD_PREFIX), labels_N[ids], split_N[ids] == "val"
-    clusters = []
-    for c in range(k):
-        mine, mine_val = own_S == c, (own_S == c) & val_S
-        clusters.append({
-            "name": cluster_name(c, k), "windows": int(dom.sizes_K[c]), "top_label": dom.top_label_K[c],
-            "purity": round(float(dom.purity_K[c]), 4),
-            "routing_32": _share(hits_S[mine]), "routing_sample": int(mine.sum()),
-            "routing_32_val": _share(hits_S[mine_val]), "routing_val_sample": int(mine_val.sum()),
-        })
+    clusters = _cluster_rows(dom, routing.hits(CARD_PREFIX), labels_N[ids], split_N[ids] == "val", k)
     balance = json.loads((run / "clusters" / "manifest.json").read_text())["counts"]
     return {
         "run": run.name, "k": k, "windows": int(len(labels_N)), "window_tokens": int(tokens_NW.shape[1]),
@@ -143,6 +134,22 @@ def _measure(run: Path, config: InspectConfig, progress: Progress) -> dict[str, 
                                     "objective": balance["plain_faiss"]["objective"]}},
         "_seconds_embedding": round(routing.seconds_embedding, 2),
     }
+
+
+def _cluster_rows(dom, hits_S: np.ndarray, own_S: np.ndarray, val_S: np.ndarray, k: int) -> list[dict[str, Any]]:
+    """Per cluster: size, top label, purity, and routing@32 over the sample and over its validation part."""
+    from splitlm.curate.shards import cluster_name
+
+    rows = []
+    for c in range(k):
+        mine, mine_val = own_S == c, (own_S == c) & val_S
+        rows.append({
+            "name": cluster_name(c, k), "windows": int(dom.sizes_K[c]), "top_label": dom.top_label_K[c],
+            "purity": round(float(dom.purity_K[c]), 4),
+            "routing_32": _share(hits_S[mine]), "routing_sample": int(mine.sum()),
+            "routing_32_val": _share(hits_S[mine_val]), "routing_val_sample": int(mine_val.sum()),
+        })
+    return rows
 
 
 def _share(hits: np.ndarray) -> float | None:

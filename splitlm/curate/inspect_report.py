@@ -71,10 +71,12 @@ def render_files(summary: dict[str, Any], out: Path) -> None:
         [names[c], *(_f(v) for v in sim.cos_KK[c])] for c in range(k)]))
     (out / "pairs.csv").write_text(_csv(["similarity", "reference", "partner", "cosine", "clusters"], [
         [p.similarity, p.reference, p.partner, _f(p.cosine), f"{p.reference},{p.partner}"] for p in sim.pairs]))
+    nearest = [sim.neighbours(i) for i in range(k)]
     (out / "clusters.csv").write_text(_csv(
-        ["cluster", "windows", "top_label", "purity", "routing_top1_at_32", "routing_sample", "nearest", "nearest_cosine"],
+        ["cluster", "windows", "top_label", "purity", "routing_top1_at_32", "routing_sample", "nearest",
+         "nearest_cosine"],
         [[c["name"], c["windows"], c["top_label"], _f(c["purity"]), _f(c["routing_32"]), c["routing_sample"],
-          " ".join(f"{j:02d}" for j in sim.neighbours(i)), _f(sim.cos_KK[i, sim.neighbours(i, 1)[0]]) if k > 1 else ""]
+          " ".join(f"{j:02d}" for j in nearest[i]), _f(sim.cos_KK[i, nearest[i][0]]) if nearest[i] else ""]
          for i, c in enumerate(summary["clusters"])]))
     plot_domains(dom, out / "domains.png")
     plot_routing(rows, k, summary["sample"]["split"], summary["router_prefix_tokens"], out / "routing_recall.png")
@@ -132,9 +134,10 @@ def _routing_section(rows: list[PrefixRow], summary: dict[str, Any]) -> list[str
              "Route top-1 / top-3: the prefix routes (router rule, biases included) to the window's own cluster / "
              f"has it among its 3 best. Router prefix: {summary['router_prefix_tokens']} tokens.", "",
              f"Embedding mode `{mode}`: " + (
-                 "the stored vector reads only the window's first 256 word pieces (about as many GPT-2 tokens), so a "
-                 "prefix of that length is nearly the same text and R@1 saturates by P = 256; `mean` covers the whole window, "
-                 "which helps clustering but makes prefixes much weaker predictors." if mode == "truncate" else
+                 "the stored vector reads only the window's first 256 word pieces (about as many GPT-2 tokens), "
+                 "so a prefix of that length is nearly the same text and R@1 saturates by P = 256; `mean` covers "
+                 "the whole window, which helps clustering but makes prefixes much weaker predictors."
+                 if mode == "truncate" else
                  "the stored vector averages all 256-piece chunks of the window, so even long prefixes see only "
                  "part of what was embedded: recall rises slowly and stays below `truncate`'s."), "",
              f"{summary['routing']['texts_embedded']:,} distinct prefixes were embedded; "

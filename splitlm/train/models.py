@@ -12,7 +12,11 @@ does too so the two have comparable counts) and use no dropout, as in modern pre
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -117,3 +121,21 @@ def count_params(model: nn.Module) -> ParamCounts:
     total = sum(p.numel() for p in unique.values())
     embedded = sum(p.numel() for i, p in unique.items() if i in embedding_ids)
     return ParamCounts(total=total, non_embedding=total - embedded)
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """sha256 over the name and raw bytes of every tensor: equal exactly when the weights are identical."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_weights(model: torch.nn.Module, folder: Path) -> None:
+    """`save_pretrained` (safetensors) into a temporary folder, then rename it into place."""
+    tmp = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)

@@ -16,9 +16,7 @@ A job folder holds:
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -128,23 +126,6 @@ def use_bf16(precision: str) -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
-def weights_sha256(model: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def save_weights(model: torch.nn.Module, folder: Path) -> None:
-    """`save_pretrained` (safetensors) into a temporary folder, then rename it into place."""
-    tmp = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
-
-
 def last_checkpoint(folder: Path) -> Path | None:
     """The newest Trainer checkpoint whose trainer_state.json (written last) exists."""
     found = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
@@ -191,7 +172,7 @@ class JobHooks(TrainerCallback):
 
     def _export(self, model, step: int) -> None:
         if step in self.job.export_at:
-            save_weights(model, export_dir(self.job.out, step * self.tokens_per_step))
+            models.save_weights(model, export_dir(self.job.out, step * self.tokens_per_step))
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if state.global_step == 0:
@@ -269,7 +250,7 @@ def train(job: TrainJob) -> JobResult:
     info = data_mod.read_run(job.run)
     model = _initial_model(job, info)
     counts = models.count_params(model)
-    start_sha = weights_sha256(model)
+    start_sha = models.weights_sha256(model)
     resume = last_checkpoint(job.out / "trainer")
     rows_path = job.out / "losses.jsonl"
     resumed_from = int(resume.name.split("-")[1]) if resume else 0
@@ -279,6 +260,10 @@ def train(job: TrainJob) -> JobResult:
 
     stream, evals = _datasets(job, info)
     hooks = JobHooks(job, rows_path, counts, tokens_per_step=job.batch_size * info.seq_len)
+    if job.verbose:
+        start_at = f"checkpoint step {resumed_from}" if resume else (job.init or f"seed {job.seed}")
+        print(f"{job.name}: {job.size} {job.arch}, {counts.total:,} params ({counts.non_embedding:,} non-embedding), "
+              f"{job.steps} steps of {hooks.tokens_per_step:,} tokens, from {start_at}", flush=True)
     trainer = Trainer(
         model=model, args=training_args(job, use_bf16(job.precision)),
         train_dataset=stream, eval_dataset=evals, callbacks=[hooks],
@@ -288,7 +273,7 @@ def train(job: TrainJob) -> JobResult:
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - start
-    save_weights(trainer.model, job.out / "final")
+    models.save_weights(trainer.model, job.out / "final")
     opt_state = trainer.optimizer.state_dict()["state"]
     result = JobResult(
         name=job.name, steps=job.steps, tokens=job.steps * hooks.tokens_per_step,

@@ -8,7 +8,8 @@ import torch
 from splitlm.errors import ConfigError
 from splitlm.train import models
 from splitlm.train.data import read_run
-from splitlm.train.runner import TrainJob, _initial_model, weights_sha256
+from splitlm.train.models import weights_sha256
+from splitlm.train.runner import TrainJob, _initial_model
 
 GPT2_VOCAB = 50257
 

@@ -43,7 +43,7 @@ def test_branches_start_from_identical_weights_with_a_fresh_optimizer(split_trai
         assert len(folders) == 3
         for folder in folders:
             done = _done(folder)
-            assert done["start_weights_sha256"] == runner.weights_sha256(export)
+            assert done["start_weights_sha256"] == models.weights_sha256(export)
             # AdamW counts its own steps: a branch's count starts at 0, not at the split step.
             assert done["optimizer_steps"] == done["steps"] == steps
     # Splitting at 0 branches from the very weights pretraining started from.

@@ -6,7 +6,7 @@ DEMO := runs/demo
 # Nothing is fetched from a model hub at run time.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install assets demo demo-curate test bench data-cards clean
+.PHONY: install assets demo demo-curate demo-inspect test bench data-cards clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +27,19 @@ demo-curate: assets
 	$(BIN)/curate cluster "$$($(BIN)/splitlm assets --path demo)" --domain-field domain --k 6 \
 		--val-fraction 0.1 --out $(DEMO)
 
-demo: demo-curate
+# Audit the clustering: domains x clusters, prefix-routing recall, cluster similarity. The demo holds
+# few validation windows, so routing is measured on all windows.
+demo-inspect: demo-curate
+	$(BIN)/curate inspect $(DEMO) --split all
+
+demo: demo-inspect
 	@echo
-	@echo "Results in $(DEMO)/: cards/index.md (one card per cluster), shards/ (train/val per cluster),"
-	@echo "clusters/ (router), manifest.json (every document accounted for)."
+	@echo "Results in $(DEMO)/: cards/index.md (one card per cluster), inspect/report.md (plots and tables),"
+	@echo "shards/ (train/val token arrays per cluster), clusters/ (router), manifest.json (every document accounted for)."
+
+# Regenerate data_cards/ from the demo run (tests/test_data_cards.py checks them against the code).
+data-cards: demo-inspect
+	$(BIN)/python -c "from splitlm.curate.inspect import write_data_cards; write_data_cards('$(DEMO)', 'data_cards')"
 
 test: assets
 	$(BIN)/python -m pytest -q

@@ -24,14 +24,15 @@ ARGS = ["--domain-field", "meta.newsgroup", "--seq-len", "255", "--k", "4", "--v
 
 
 def sample(news_path: Path, out: Path, n: int, groups=("comp.graphics", "rec.sport.hockey", "sci.med", "talk.politics.guns")) -> Path:
+    """n posts, an equal share from each group (the corpus file is sorted by group)."""
+    per_group = {g: 0 for g in groups}
     with gzip.open(news_path, "rt") as src, open(out, "w") as dst:
-        kept = 0
         for line in src:
-            if json.loads(line)["meta"]["newsgroup"] in groups:
+            group = json.loads(line)["meta"]["newsgroup"]
+            if group in per_group and per_group[group] < n // len(groups):
                 dst.write(line)
-                kept += 1
-                if kept == n:
-                    break
+                per_group[group] += 1
+    assert sum(per_group.values()) == n - n % len(groups)
     return out
 
 

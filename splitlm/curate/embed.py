@@ -204,6 +204,9 @@ def _load(path: Path, device: str, dtype):
     """The BERT backbone and tokenizer of the packaged sentence-transformers model, offline."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a weight-loading bar per call clutters every command's output
 
     model = SentenceTransformer(str(path), device=device)
     pooling = getattr(model[1], "pooling_mode", "mean")

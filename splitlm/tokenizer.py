@@ -27,6 +27,7 @@ class LoadedTokenizer:
     tokenizer: Tokenizer
     eos_id: int
     vocab_size: int
+    byte_lengths: "np.ndarray | None" = None  # bytes per token id, for byte-level BPE only
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
@@ -79,6 +80,21 @@ def _resolve(spec: str) -> Path:
     )
 
 
+def _byte_lengths(tok: Tokenizer) -> "np.ndarray | None":
+    """For byte-level BPE, every vocabulary character stands for one byte of text."""
+    import json
+
+    import numpy as np
+
+    model = json.loads(tok.to_str())
+    if (model.get("decoder") or {}).get("type") != "ByteLevel":
+        return None
+    lengths = np.zeros(tok.get_vocab_size(with_added_tokens=True), dtype=np.int64)
+    for token, i in tok.get_vocab(with_added_tokens=False).items():
+        lengths[i] = len(token)
+    return lengths
+
+
 @lru_cache(maxsize=8)
 def load_tokenizer(spec: str = "gpt2") -> LoadedTokenizer:
     path = _resolve(spec)
@@ -93,6 +109,7 @@ def load_tokenizer(spec: str = "gpt2") -> LoadedTokenizer:
     if eos is None:
         raise ConfigError(f"--tokenizer {spec}: no end-of-text token among {EOS_CANDIDATES}")
     return LoadedTokenizer(
+        byte_lengths=_byte_lengths(tok),
         name=spec,
         path=str(path),
         sha256=hashlib.sha256(data).hexdigest(),

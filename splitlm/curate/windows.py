@@ -76,7 +76,7 @@ class Packer:
         self.tokens_dropped = 0
         self.documents_dropped = 0
 
-    def add(self, tokens: np.ndarray, doc: dict, encoding, domain: str | None) -> None:
+    def add(self, tokens: np.ndarray, doc: dict, spans: "CharSpans", domain: str | None) -> None:
         n, start = len(tokens), 0
         if self.policy == "drop":
             usable = n - n % self.width
@@ -91,8 +91,8 @@ class Packer:
             end = start + take
             piece = {
                 "doc_id": doc["doc_id"], "source": doc["source"], "token_start": start, "token_end": end,
-                "char_start": encoding.token_to_chars(start)[0] if start < text_tokens else len(doc["text"]),
-                "char_end": encoding.token_to_chars(end - 1)[1] if end - 1 < text_tokens else len(doc["text"]),
+                "char_start": spans.start(start) if start < text_tokens else len(doc["text"]),
+                "char_end": spans.end(end - 1) if end - 1 < text_tokens else len(doc["text"]),
             }
             self.pending.append(_Segment(tokens[start:end], piece, domain, start == 0))
             self.fill += take
@@ -106,6 +106,46 @@ class Packer:
         self.tokens_dropped += self.fill
         self.documents_dropped += sum(s.first for s in self.pending)
         self.pending, self.fill = [], 0
+
+
+class CharSpans:
+    """Character offsets of a document's tokens, computed only for the few tokens that need them.
+
+    Byte-level BPE (GPT-2): a token's bytes are its vocabulary string's length, so an offset is a
+    cumulative byte count, mapped to characters (the same number for ASCII text). This lets the
+    stage use the tokenizer's fast path, which computes no offsets. Other tokenizers use the
+    offsets of a full encode.
+    """
+
+    def __init__(self, text: str, encoding, byte_lengths: np.ndarray | None):
+        self.text, self.encoding, self.byte_lengths = text, encoding, byte_lengths
+        self._cum = None
+
+    def _char(self, byte_offset: int) -> int:
+        if self.text.isascii():
+            return byte_offset
+        return len(self.text.encode("utf-8")[:byte_offset].decode("utf-8", errors="ignore"))
+
+    def _bytes_before(self, i: int) -> int:
+        if self._cum is None:
+            ids = np.asarray(self.encoding.ids, dtype=np.int64)
+            self._cum = np.concatenate([[0], np.cumsum(self.byte_lengths[ids])])
+        return int(self._cum[i])
+
+    def start(self, i: int) -> int:
+        if self.byte_lengths is None:
+            return self.encoding.token_to_chars(i)[0]
+        return self._char(self._bytes_before(i)) if i else 0
+
+    def end(self, i: int) -> int:
+        """Character end of token i; a token ending inside a multi-byte character counts it."""
+        if self.byte_lengths is None:
+            return self.encoding.token_to_chars(i)[1]
+        byte_end = self._bytes_before(i + 1)
+        if self.text.isascii():
+            return byte_end
+        # a trailing partial character decodes to one replacement character, so it counts
+        return len(self.text.encode("utf-8")[:byte_end].decode("utf-8", errors="replace"))
 
 
 def window_row(window_id: int, split: str, segments: list[_Segment]) -> dict[str, Any]:
@@ -131,7 +171,9 @@ def _encoded_batches(batches: Iterator[list[dict]], tokenizer) -> Iterator[tuple
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = None
         for docs in batches:
-            nxt = pool.submit(tokenizer.tokenizer.encode_batch, [d["text"] for d in docs], add_special_tokens=False)
+            encode = tokenizer.tokenizer.encode_batch_fast if tokenizer.byte_lengths is not None else \
+                tokenizer.tokenizer.encode_batch
+            nxt = pool.submit(encode, [d["text"] for d in docs], add_special_tokens=False)
             if future is not None:
                 yield future
             future = (docs, nxt)
@@ -170,7 +212,7 @@ def write_windows(batches: Iterator[list[dict]], out: Path, config: WindowsConfi
                 count["documents"] += 1
                 count["tokens_in"] += len(tokens)
                 split = "val" if is_val(doc["doc_id"], config.seed, config.val_fraction) else "train"
-                packers[split].add(tokens, doc, enc, doc["domain"])
+                packers[split].add(tokens, doc, CharSpans(doc["text"], enc, tok.byte_lengths), doc["domain"])
             advance(len(docs))
         for packer in packers.values():
             packer.finish()

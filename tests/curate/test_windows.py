@@ -93,3 +93,17 @@ def test_domain_is_the_label_holding_most_tokens(corpus, tmp_path):
         mix = row["domain_mix"]
         assert sum(m["tokens"] for m in mix) == 64
         assert row["domain"] == mix[0]["label"] and mix[0]["tokens"] == max(m["tokens"] for m in mix)
+
+
+def test_byte_level_char_spans_match_tokenizer_offsets():
+    """The fast path (byte counts) gives the offsets the tokenizer itself reports, on non-ASCII text too."""
+    from splitlm.assets import demo_corpus_path
+    from splitlm.curate.windows import CharSpans
+
+    tok = load_tokenizer("gpt2")
+    texts = [json.loads(line)["text"] for line in demo_corpus_path().read_text(encoding="utf-8").splitlines()
+             if '"multilingual"' in line or '"wiki"' in line][:40] + ["naïve café 東京 🤖 ok"]
+    for text, enc in zip(texts, tok.tokenizer.encode_batch(texts, add_special_tokens=False)):
+        fast, slow = CharSpans(text, enc, tok.byte_lengths), CharSpans(text, enc, None)
+        for i in range(0, len(enc.ids), 7):
+            assert (fast.start(i), fast.end(i)) == (slow.start(i), slow.end(i)), (text[:30], i)

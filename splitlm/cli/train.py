@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from splitlm.cli import train_scaling, train_split
 from splitlm.cli._run import run
 
 app = typer.Typer(help="Train split models and fit the split scaling law.", no_args_is_help=True)
@@ -17,20 +18,8 @@ def _group() -> None:
     """Train split models and fit the split scaling law."""
 
 
-def _register() -> None:
-    import importlib
-
-    for name in ("splitlm.cli.train_scaling", "splitlm.cli.train_split"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:  # a command group not written yet
-            if err.name != name:
-                raise
-            continue
-        module.register(app)
-
-
-_register()
+train_scaling.register(app)
+train_split.register(app)
 
 
 def main() -> None:

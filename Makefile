@@ -49,7 +49,7 @@ demo: demo-train
 
 # Regenerate data_cards/ from the demo run (tests/test_data_cards.py checks them against the code).
 data-cards: demo-inspect
-	$(BIN)/python -c "from splitlm.curate.inspect import write_data_cards; write_data_cards('$(DEMO)', 'data_cards')"
+	$(BIN)/python -c "from splitlm.curate.inspect.stage import write_data_cards; write_data_cards('$(DEMO)', 'data_cards')"
 
 test: assets
 	$(BIN)/python -m pytest -q

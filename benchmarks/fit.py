@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from splitlm.train.fit import FitConfig, metrics
-from splitlm.train.fit_report import run_fit
-from splitlm.train.fit_table import EXAMPLE_SPLIT_PARAMS, TableSpec, parse_columns, synthetic_table
-from splitlm.train.laws import Chinchilla, SplitLaw
-from splitlm.train.plan import MixtureLoss, optimal_split
+from splitlm.train.scaling.fit import FitConfig, metrics
+from splitlm.train.scaling.report import run_fit
+from splitlm.train.scaling.table import EXAMPLE_SPLIT_PARAMS, TableSpec, parse_columns, synthetic_table
+from splitlm.train.scaling.laws import Chinchilla, SplitLaw
+from splitlm.train.scaling.plan import MixtureLoss, optimal_split
 
 ROOT = Path(__file__).resolve().parent.parent
 HOFFMANN = ROOT.parent / "shared" / "reference" / "chinchilla_epoch_svg_extracted.csv"

@@ -35,7 +35,7 @@ def news_embeddings(n: int) -> np.ndarray:
     path = CACHE / f"news_minilm_{n}.npy"
     if path.exists():
         return np.load(path)
-    from splitlm.curate.embed import Embedder
+    from splitlm.curate.embed.model import Embedder
 
     with gzip.open(NEWS, "rt") as f:
         texts = [json.loads(line)["text"] for _, line in zip(range(n), f)]
@@ -57,7 +57,7 @@ def skewed_sphere(n: int, d: int = 384, components: int = 20, seed: int = 0) -> 
 
 
 def compare(name: str, x_ND: np.ndarray, k: int, rounds: int, iters: int, seed: int) -> None:
-    from splitlm.curate.kmeans import KMeansConfig, assign, balance_stats, fit_balanced_kmeans, plain_faiss_kmeans
+    from splitlm.curate.cluster.kmeans import KMeansConfig, assign, balance_stats, fit_balanced_kmeans, plain_faiss_kmeans
 
     cfg = KMeansConfig(k=k, iters=iters, seed=seed)
     t_plain, t_ours = [], []

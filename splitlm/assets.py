@@ -19,6 +19,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from splitlm.demo_corpus import DEMO_CORPUS_SHA256, build_documents, write_jsonl
 from splitlm.errors import AssetError
 
 WHISPER_SDIST = "openai-whisper==20250625"
@@ -108,8 +109,6 @@ def _provision_gpt2(root: Path, check_only: bool) -> Path:
 
 
 def _provision_demo(root: Path, check_only: bool) -> Path:
-    from splitlm.demo_corpus import DEMO_CORPUS_SHA256, build_documents, write_jsonl
-
     target = root / "demo" / "corpus.jsonl"
     if target.exists() and _sha256(target.read_bytes()) == DEMO_CORPUS_SHA256:
         return target

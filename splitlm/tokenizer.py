@@ -7,12 +7,14 @@ holding one, or a hub name that is already in the local Hugging Face cache (noth
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from splitlm.assets import gpt2_tokenizer_path
 from splitlm.errors import ConfigError
 
 DOC_SEPARATOR = "\n\n"
@@ -57,8 +59,6 @@ class LoadedTokenizer:
 
 def _resolve(spec: str) -> Path:
     if spec == "gpt2":
-        from splitlm.assets import gpt2_tokenizer_path
-
         return gpt2_tokenizer_path()
     path = Path(spec)
     if path.is_file():
@@ -82,8 +82,6 @@ def _resolve(spec: str) -> Path:
 
 def _byte_lengths(tok: Tokenizer) -> "np.ndarray | None":
     """For byte-level BPE, every vocabulary character stands for one byte of text."""
-    import json
-
     import numpy as np
 
     model = json.loads(tok.to_str())

@@ -41,7 +41,7 @@ def test_cards_validate_against_the_shipped_schema(cards):
 
 
 def test_markdown_cards_are_what_the_code_renders(cards, summary):
-    from splitlm.curate.card_markdown import render_card, render_index
+    from splitlm.curate.cards.markdown import render_card, render_index
 
     for card in cards:
         assert (ROOT / "cards" / f"{card.name}.md").read_text() == render_card(card), card.name
@@ -49,7 +49,7 @@ def test_markdown_cards_are_what_the_code_renders(cards, summary):
 
 
 def test_inspect_files_are_what_the_code_renders(summary, tmp_path):
-    from splitlm.curate.inspect_report import render_files
+    from splitlm.curate.inspect.report import render_files
 
     render_files(summary, tmp_path)
     rendered = sorted(p.name for p in tmp_path.iterdir())

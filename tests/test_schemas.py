@@ -7,7 +7,7 @@ import json
 import pyarrow as pa
 import pytest
 
-from splitlm.curate.parts import PartWriter, read_table
+from splitlm.core.parts import PartWriter, read_table
 from splitlm.errors import SchemaError
 from splitlm.schemas import ASSIGNMENTS, DOCUMENTS, DUPLICATES, QUARANTINE, SHARD_INDEX, WINDOWS, StageManifest
 

@@ -67,9 +67,9 @@ def windows(
     max_chars: MaxChars = 50_000_000,
 ) -> None:
     """Ingest, deduplicate and cut corpora into windows of seq_len + 1 tokens."""
+    from splitlm.cli.progress import RichProgress
     from splitlm.cli.tables import print_windows_summary
     from splitlm.curate.pipeline import run_windows
-    from splitlm.curate.progress import RichProgress
 
     config = windows_config(seq_len, tokenizer, text_field, id_field, domain_field, policy, strict, seed,
                             no_dedup, dedup_threshold, val_fraction, max_chars)
@@ -108,13 +108,13 @@ def cluster(
     max_chars: MaxChars = 50_000_000,
 ) -> None:
     """Windows, then embed, balanced k-means, router, per-cluster shards and cluster cards."""
+    from splitlm.cli.progress import RichProgress
     from splitlm.cli.tables import print_cluster_summary
-    from splitlm.curate.clusters import ClustersConfig
-    from splitlm.curate.embed import EmbedConfig
-    from splitlm.curate.embeddings import EmbeddingsConfig
-    from splitlm.curate.kmeans import KMeansConfig
+    from splitlm.curate.cluster.kmeans import KMeansConfig
+    from splitlm.curate.cluster.stage import ClustersConfig
+    from splitlm.curate.embed.model import EmbedConfig
+    from splitlm.curate.embed.stage import EmbeddingsConfig
     from splitlm.curate.pipeline import ClusterRunConfig, run_cluster
-    from splitlm.curate.progress import RichProgress
     from splitlm.curate.shards import ShardsConfig
 
     config = ClusterRunConfig(
@@ -137,14 +137,15 @@ def route(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `curate cluster`.")],
     inputs: Inputs,
     out: Annotated[Path, typer.Option("--out", "-o", help="JSONL to write: one line per input row.")],
-    prefix_tokens: Annotated[int, typer.Option(help="Route by this many leading tokens.")] = 32,
+    prefix_tokens: Annotated[Optional[int], typer.Option(
+        help="Route by this many leading tokens (default: the router's own prefix length).")] = None,
     text_field: TextField = "text",
     id_field: IdField = "id",
     batch_size: Annotated[int, typer.Option(help="Documents routed per batch.")] = 256,
 ) -> None:
     """Route documents to clusters by their prefix, with the run's router."""
     from splitlm.curate.ingest import IngestConfig
-    from splitlm.curate.routing import route_documents
+    from splitlm.curate.route import route_documents
 
     counts = route_documents(run_dir, inputs, out, IngestConfig(text_field=text_field, id_field=id_field),
                              prefix_tokens, batch_size)
@@ -170,7 +171,7 @@ def inspect(
     label_field: Annotated[Optional[str], typer.Option(
         help="Labels to cross with clusters: domain (the ingest --domain-field, default), source (input file), "
              "or any other dotted field, re-read from the corpus files recorded at ingest.")] = None,
-    prefix_lengths: Annotated[str, typer.Option(help="Comma-separated prefix lengths in tokens (32 always added).")]
+    prefix_lengths: Annotated[str, typer.Option(help="Comma-separated prefix lengths in tokens (the router's own is always added).")]
     = "1,2,4,8,16,32,64,128,256",
     sample: Annotated[int, typer.Option(help="Windows sampled for routing; also the R@k pool N (paper: 10,000).")]
     = 10_000,
@@ -179,13 +180,13 @@ def inspect(
     reference: Annotated[int, typer.Option(help="Reference cluster of the App. F similarity pairs.")] = 0,
 ) -> None:
     """Audit a clustering: domains x clusters, prefix routing, cluster similarity -> RUN/inspect/ (report.md)."""
-    from splitlm.curate.inspect import InspectConfig, parse_prefix_lengths, run_inspect
-    from splitlm.curate.inspect_report import print_summary
-    from splitlm.curate.progress import RichProgress
+    from splitlm.cli.progress import RichProgress
+    from splitlm.cli.tables import print_inspect_summary
+    from splitlm.curate.inspect.stage import InspectConfig, parse_prefix_lengths, run_inspect
 
     config = InspectConfig(label_field=label_field, prefix_lengths=parse_prefix_lengths(prefix_lengths),
                            sample=sample, seed=seed, split=split, reference=reference)
-    print_summary(run_inspect(run_dir, config, RichProgress()), run_dir / "inspect")
+    print_inspect_summary(run_inspect(run_dir, config, RichProgress()), run_dir / "inspect")
 
 
 def main() -> None:

@@ -52,10 +52,10 @@ def fit(
     as_json: Annotated[bool, typer.Option("--json", help="Print fit.json instead of the table.")] = False,
 ) -> None:
     """Fit a scaling law (Huber loss, basin-hopping) and score it on train and held-out rows."""
-    from splitlm.train import fit_report
-    from splitlm.train.fit import FitConfig
-    from splitlm.train.fit_table import TableSpec, parse_columns
-    from splitlm.train.laws import make_law
+    from splitlm.train.scaling import report as fit_report
+    from splitlm.train.scaling.fit import FitConfig
+    from splitlm.train.scaling.laws import make_law
+    from splitlm.train.scaling.table import TableSpec, parse_columns
 
     lo_hi = _floats(keep, "--keep")
     spec = TableSpec(
@@ -80,7 +80,7 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Choose the split point t_s for a budget (eq. 5.1), D_split (eq. 5.2) and the flat range."""
-    from splitlm.train import plan as plan_mod
+    from splitlm.train.scaling import plan as plan_mod
 
     loss, spec = plan_mod.load_mixture(fit_dir)
     sizes = _floats(extrapolate_from, "--extrapolate-from") if extrapolate_from else ()

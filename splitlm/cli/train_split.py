@@ -92,7 +92,8 @@ def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
 def eval_cmd(
     train: Annotated[Path, typer.Argument(help="TRAIN folder written by `train split`.")],
     run: Annotated[Path, typer.Option("--run", help="The curated run (shards, router).")],
-    prefix_tokens: Annotated[int, typer.Option(help="Route by this many leading tokens.")] = 32,
+    prefix_tokens: Annotated[Optional[int], typer.Option(
+        help="Route by this many leading tokens (default: the router's own prefix length).")] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 8,
 ) -> None:
     """Routed evaluation: route each validation window by its prefix, score the rest, vs pretraining only."""
@@ -100,7 +101,8 @@ def eval_cmd(
 
     rows = routed_eval(train, run, prefix_tokens=prefix_tokens, batch_size=batch_size)
     columns = ["split at", "kind", "group", "windows", "routed home", "baseline ppl", "routed ppl", "change"]
-    _print_table(f"Routed evaluation ({prefix_tokens}-token prefix)", columns, [
+    prefix = rows[0]["prefix_tokens"] if rows else prefix_tokens
+    _print_table(f"Routed evaluation ({prefix}-token prefix)", columns, [
         [f"{r['split_at']:,}", r["kind"], r["group"], str(r["windows"]), f"{r['routed_to_own']:.2f}",
          f"{r['baseline_ppl']:.2f}", f"{r['routed_ppl']:.2f}", f"{r['ppl_change_pct']:+.2f}%"]
         for r in rows

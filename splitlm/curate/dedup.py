@@ -13,13 +13,18 @@ Cost: one MinHash per document (vectorised over its shingles) and one LSH query;
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from splitlm.core.parts import PartWriter, iter_batches
 from splitlm.errors import ConfigError
+from splitlm.schemas.tables import DOCUMENTS, DUPLICATES
+
+ALGORITHM = 1  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
 
 
 @dataclass(frozen=True)
@@ -98,11 +103,6 @@ class Deduplicator:
 
 def write_duplicates(documents: Path, out: Path, config: DedupConfig, advance=lambda n: None) -> dict[str, Any]:
     """The dedup stage: `duplicates-*.parquet` lists every removed document (DUPLICATES schema)."""
-    from collections import Counter
-
-    from splitlm.curate.parts import PartWriter, iter_batches
-    from splitlm.schemas.tables import DOCUMENTS, DUPLICATES
-
     writer = PartWriter(out, "duplicates", DUPLICATES)
     kinds: Counter[str] = Counter()
     dedup = Deduplicator(config) if config.enabled else None

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from splitlm.errors import ConfigError, SchemaError
+from splitlm.schemas.tokens import TokenArray
 
 MEGATRON_MAGIC = b"MMIDIDX\x00\x00"
 MEGATRON_DTYPES = {np.dtype("uint16"): 8, np.dtype("uint32"): 4}  # uint32 ids are written as int32
@@ -33,8 +34,6 @@ def _shards(run: Path) -> list[tuple[int, str, Path]]:
 
 
 def write_megatron(folder: Path, name: str, out: Path) -> None:
-    from splitlm.schemas.tokens import TokenArray
-
     arr = TokenArray(folder)
     dtype = np.dtype(arr.header.dtype)
     code = MEGATRON_DTYPES[dtype]
@@ -55,7 +54,6 @@ def write_parquet(folder: Path, name: str, cluster: int, out: Path, rows_per_gro
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from splitlm.schemas.tokens import TokenArray
 
     arr = TokenArray(folder)
     index = pq.read_table(folder / "index.parquet")

@@ -16,11 +16,16 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from splitlm.core.parts import PartWriter
 from splitlm.errors import ConfigError, InputError
+from splitlm.schemas.tables import DOCUMENTS, QUARANTINE
+
+ALGORITHM = 1  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
 
 QUARANTINE_REASONS = (
     "invalid_utf8",
@@ -231,12 +236,6 @@ class DocumentReader:
 
 def write_documents(reader: DocumentReader, out: Path, advance=lambda n: None) -> dict[str, Any]:
     """The documents stage: accepted rows to `part-*.parquet`, rejected ones to `quarantine-*`."""
-    from collections import Counter
-    from dataclasses import asdict
-
-    from splitlm.curate.parts import PartWriter
-    from splitlm.schemas.tables import DOCUMENTS, QUARANTINE
-
     docs = PartWriter(out, "part", DOCUMENTS)
     quarantine = PartWriter(out, "quarantine", QUARANTINE)
     reasons: Counter[str] = Counter()

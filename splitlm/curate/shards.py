@@ -10,7 +10,7 @@ validation windows move to training unless they share a document with a kept val
 
 from __future__ import annotations
 
-import json
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from splitlm.core.parts import read_table
+from splitlm.curate.stats import window_table
 from splitlm.errors import ConfigError
+from splitlm.schemas.layout import RunLayout, cluster_name
+from splitlm.schemas.router import RouterSpec
+from splitlm.schemas.tables import ASSIGNMENTS, SHARD_INDEX
+from splitlm.schemas.tokens import TokenArray, write_header
+
+ALGORITHM = 1  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
 
 
 @dataclass(frozen=True)
@@ -34,25 +42,6 @@ class ShardsConfig:
             raise ConfigError(f"--val-max-docs must be >= 1, got {self.val_max_docs}")
 
 
-def cluster_name(cluster: int, k: int) -> str:
-    return f"cluster-{cluster:0{max(2, len(str(k - 1)))}d}"
-
-
-def window_table(run: Path) -> dict[str, Any]:
-    """window_id-ordered split, domain and doc ids of every window."""
-    from splitlm.curate.parts import read_table
-    from splitlm.schemas.tables import WINDOWS
-
-    table = read_table(run / "windows", "windows", WINDOWS, columns=["window_id", "split", "domain", "pieces"])
-    pieces = table.column("pieces").combine_chunks()
-    doc_ids = pa.ListArray.from_arrays(pieces.offsets, pieces.flatten().field("doc_id"))
-    return {
-        "split": np.array(table.column("split").to_pylist()),
-        "domain": table.column("domain").to_pylist(),
-        "doc_ids": doc_ids.to_pylist(),
-    }
-
-
 def _cap_validation(val_W: np.ndarray, doc_ids: list[list[str]], cap: int) -> tuple[np.ndarray, np.ndarray]:
     """(kept, overflow) window ids: keep windows in order while their documents fit under the cap."""
     docs: set[str] = set()
@@ -65,11 +54,6 @@ def _cap_validation(val_W: np.ndarray, doc_ids: list[list[str]], cap: int) -> tu
 
 
 def _write_split(folder: Path, ids: np.ndarray, tokens: np.ndarray, meta: dict, chunk: int) -> int:
-    import hashlib
-
-    from splitlm.schemas.tables import SHARD_INDEX
-    from splitlm.schemas.tokens import write_header
-
     folder.mkdir(parents=True)
     digest = hashlib.sha256()
     with open(folder / "tokens.bin", "wb") as fh:
@@ -86,14 +70,10 @@ def _write_split(folder: Path, ids: np.ndarray, tokens: np.ndarray, meta: dict, 
 
 
 def write_shards(run: Path, out: Path, config: ShardsConfig, advance=lambda n: None) -> dict[str, Any]:
-    from splitlm.curate.parts import read_table
-    from splitlm.schemas.tables import ASSIGNMENTS
-    from splitlm.schemas.tokens import TokenArray
-
     tokens = TokenArray(run / "windows").tokens
     meta = window_table(run)
     labels = read_table(run / "clusters", "assignments", ASSIGNMENTS, columns=["cluster"]).column(0).to_numpy()
-    k = json.loads((run / "clusters" / "router.json").read_text())["k"]
+    k = RouterSpec.read(RunLayout(run).router_spec).k
     is_val = meta["split"] == "val"
     plan = {}
     for c in range(k):

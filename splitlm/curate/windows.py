@@ -19,7 +19,6 @@ Tokenizing the next batch overlaps with packing the current one (the Rust tokeni
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,14 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from splitlm.core.parts import PartWriter
+from splitlm.curate.stats import ranked_labels
 from splitlm.errors import ConfigError
+from splitlm.schemas.tables import WINDOWS
+from splitlm.schemas.tokens import token_dtype, write_header
+from splitlm.tokenizer import load_tokenizer
+
+ALGORITHM = 1  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
 
 POLICIES = ("concat", "drop")
 
@@ -149,14 +155,11 @@ class CharSpans:
 
 
 def window_row(window_id: int, split: str, segments: list[_Segment]) -> dict[str, Any]:
-    mix: Counter[str] = Counter()
     pieces, offset = [], 0
     for seg in segments:
         pieces.append({**seg.piece, "offset": offset})
         offset += len(seg.tokens)
-        if seg.domain is not None:
-            mix[seg.domain] += len(seg.tokens)
-    ranked = sorted(mix.items(), key=lambda kv: (-kv[1], kv[0]))
+    ranked = ranked_labels((seg.domain, len(seg.tokens)) for seg in segments)
     return {
         "window_id": window_id,
         "split": split,
@@ -183,11 +186,6 @@ def _encoded_batches(batches: Iterator[list[dict]], tokenizer) -> Iterator[tuple
 
 def write_windows(batches: Iterator[list[dict]], out: Path, config: WindowsConfig, advance=lambda n: None) -> dict:
     """The windows stage over batches of document rows (doc_id, text, domain, source)."""
-    from splitlm.curate.parts import PartWriter
-    from splitlm.schemas.tables import WINDOWS
-    from splitlm.schemas.tokens import token_dtype, write_header
-    from splitlm.tokenizer import load_tokenizer
-
     tok = load_tokenizer(config.tokenizer)
     dtype, width = token_dtype(tok.vocab_size), config.seq_len + 1
     rows = PartWriter(out, "windows", WINDOWS, rows_per_group=1024)

@@ -1,32 +1,13 @@
-"""Data contracts between stages. Nothing else crosses a stage boundary.
+"""Data contracts: everything that crosses a module boundary, and nothing else does.
 
+- `layout`: where every folder and file of a run (RUN) and a split run (TRAIN) lives.
 - `tables`: Arrow schemas of every Parquet file a stage writes, checked when read.
-- `manifest`: the per-stage manifest (config, fingerprints, counts, part hashes).
 - `tokens`: the memory-mapped token-array format of windows and shards.
-- `router`: the JSON spec saved next to the router's safetensors.
+- `manifest`: the per-stage manifest (config, algorithm version, fingerprints, counts, part hashes).
+- `run`: the run summary `RUN/manifest.json`, what `curate` hands to `train`.
+- `router`: the router spec saved next to the router's safetensors.
+- `card`: the cluster card.
+- `losses`: the losses table of a split run.
+
+This package imports nothing of splitlm but `errors` and `core`.
 """
-
-from splitlm.schemas.manifest import StageManifest
-from splitlm.schemas.tables import (
-    ASSIGNMENTS,
-    DOCUMENTS,
-    DUPLICATES,
-    QUARANTINE,
-    SHARD_INDEX,
-    WINDOWS,
-    check_schema,
-)
-from splitlm.schemas.tokens import TokenArray, token_dtype
-
-__all__ = [
-    "ASSIGNMENTS",
-    "DOCUMENTS",
-    "DUPLICATES",
-    "QUARANTINE",
-    "SHARD_INDEX",
-    "WINDOWS",
-    "StageManifest",
-    "TokenArray",
-    "check_schema",
-    "token_dtype",
-]

@@ -57,6 +57,7 @@ class Card(BaseModel):
     dedup_removals: int  # documents removed as duplicates of documents in this cluster
     balance: Balance
     embed_mode: str
-    routing_accuracy_32: float | None  # share of its validation windows whose 32-token prefix routes here
+    routing_accuracy: float | None  # share of its validation windows whose prefix routes here
+    routing_prefix_tokens: int  # the prefix length that share was measured at (the router's)
     routing_sample: int
     provenance: Provenance

@@ -5,11 +5,9 @@ Every reader calls `check_schema` so a file that does not match is a clear error
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
 
-from splitlm.errors import SchemaError
+from splitlm.core.parts import check_schema  # noqa: F401  (re-exported: readers check every table)
 
 # documents/part-*.parquet: one row per accepted input document, in input order.
 DOCUMENTS = pa.schema(
@@ -87,12 +85,3 @@ SHARD_INDEX = pa.schema(
         pa.field("domain", pa.string()),
     ]
 )
-
-
-def check_schema(table_or_schema: pa.Table | pa.Schema, expected: pa.Schema, path: Path | str) -> None:
-    """Raise SchemaError naming `path` unless the names and types match `expected` exactly."""
-    schema = table_or_schema.schema if isinstance(table_or_schema, pa.Table) else table_or_schema
-    got = [(f.name, f.type) for f in schema]
-    want = [(f.name, f.type) for f in expected]
-    if got != want:
-        raise SchemaError(f"{path}: schema {got} does not match the expected {want}")

@@ -13,8 +13,6 @@ per-window state is the current epoch's permutation (4 bytes a window: 0.5 GB fo
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,46 +20,25 @@ import torch
 from torch.utils.data import Dataset
 
 from splitlm.errors import ConfigError, SchemaError
+from splitlm.schemas.layout import RunLayout
+from splitlm.schemas.run import RunSummary
 from splitlm.schemas.tokens import TokenArray
 
 
-@dataclass(frozen=True)
-class RunInfo:
-    """What training needs from a curated run's manifest.json."""
-
-    seq_len: int
-    """Predicted tokens per window (windows hold seq_len + 1 ids)."""
-    tokenizer: str
-    """Tokenizer spec for `splitlm.tokenizer.load_tokenizer`."""
-    vocab_size: int
-    """Model vocabulary: the tokenizer's size."""
-    eos_id: int
-    """End-of-text id (also the BOS id of the model config)."""
-    k: int
-    """Number of clusters."""
+def read_run(run: Path) -> RunSummary:
+    """What training needs from a curated run: its summary, which must include the clustering."""
+    return RunSummary.read(run, clustered=True)
 
 
-def read_run(run: Path) -> RunInfo:
-    path = Path(run) / "manifest.json"
-    if not path.exists():
-        raise ConfigError(f"{path}: missing; RUN must be a folder written by `curate cluster`")
-    try:
-        data = json.loads(path.read_text())
-        return RunInfo(**{f: data[f] for f in RunInfo.__dataclass_fields__})
-    except (ValueError, KeyError, TypeError) as err:
-        fields = ", ".join(RunInfo.__dataclass_fields__)
-        raise SchemaError(f"{path}: not a run manifest with {fields} ({err})") from err
+def shard_dir(run: Path, cluster: int, split: str, k: int) -> Path:
+    return RunLayout(run).shard(cluster, k, split)
 
 
-def shard_dir(run: Path, cluster: int, split: str) -> Path:
-    return Path(run) / "shards" / f"cluster-{cluster:02d}" / split
-
-
-def open_shard(run: Path, cluster: int, split: str, seq_len: int) -> TokenArray:
-    array = TokenArray(shard_dir(run, cluster, split))
-    if array.seq_len != seq_len:
+def open_shard(run: Path, cluster: int, split: str, info: RunSummary) -> TokenArray:
+    array = TokenArray(shard_dir(run, cluster, split, info.k))
+    if array.seq_len != info.seq_len:
         width = array.header.width
-        raise SchemaError(f"{array.folder}: windows of {width} tokens, the run manifest says {seq_len + 1}")
+        raise SchemaError(f"{array.folder}: windows of {width} tokens, the run manifest says {info.seq_len + 1}")
     return array
 
 

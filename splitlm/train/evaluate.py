@@ -19,18 +19,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from splitlm.curate.stage import atomic_write_text
+from splitlm.core.atomic import atomic_write_text
+from splitlm.curate.cluster.router import Router
 from splitlm.errors import ConfigError
+from splitlm.schemas.layout import TrainLayout
+from splitlm.schemas.losses import LOSSES
+from splitlm.schemas.run import RunSummary
 from splitlm.train import data as data_mod
 from splitlm.train import runner
-from splitlm.train.split import branch_dir
-
-# The losses table: one row per evaluation, see `runner.LOSS_COLUMNS` for the meaning of the keys.
-LOSSES = pa.schema(
-    [(name, pa.string()) for name in ("size", "arch")]
-    + [(name, pa.int64()) for name in runner.LOSS_COLUMNS[2:-1]]
-    + [("eval_loss", pa.float64())]
-)
 
 
 def collect_losses(out: Path) -> pa.Table:
@@ -103,12 +99,12 @@ def _load(folder: Path):
     return AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa").eval()
 
 
-def _val_shards(run: Path, info: data_mod.RunInfo):
+def _val_shards(run: Path, info: RunSummary):
     """(memory-mapped val shards, own cluster [N], domain label [N]), windows in shard order."""
     shards, clusters, domains = [], [], []
     for k in range(info.k):
-        shard = data_mod.open_shard(run, k, "val", info.seq_len)
-        index = pq.read_table(data_mod.shard_dir(run, k, "val") / "index.parquet", columns=["domain"])
+        shard = data_mod.open_shard(run, k, "val", info)
+        index = pq.read_table(data_mod.shard_dir(run, k, "val", info.k) / "index.parquet", columns=["domain"])
         shards.append(shard)
         clusters += [k] * len(shard)
         domains += [d if d is not None else "(none)" for d in index.column("domain").to_pylist()]
@@ -149,17 +145,18 @@ def _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored) -> li
 
 
 def routed_eval(
-    train: Path, run: Path, router=None, prefix_tokens: int = 32, batch_size: int = 8
+    train: Path, run: Path, router=None, prefix_tokens: int | None = None, batch_size: int = 8
 ) -> list[dict]:
-    """Rows per split point x group; writes TRAIN/routed/routed_eval.csv and .png."""
+    """Rows per split point x group; writes TRAIN/routed/routed_eval.csv and .png.
+
+    `prefix_tokens` None routes by the router's own prefix length.
+    """
     info = data_mod.read_run(run)
+    router = router or Router.load(run)
+    prefix_tokens = router.prefix_tokens if prefix_tokens is None else prefix_tokens
     if not 0 < prefix_tokens < info.seq_len:
         top = info.seq_len - 1
         raise ConfigError(f"--prefix-tokens {prefix_tokens}: must be between 1 and seq_len - 1 = {top}")
-    if router is None:
-        from splitlm.curate.route import Router
-
-        router = Router.load(run)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per branch otherwise
@@ -169,15 +166,16 @@ def routed_eval(
     bf16 = runner.use_bf16("auto")
     baseline = _load(train / "pretrain" / "final")
     base_N = _score_routed(shards, np.zeros_like(routed), lambda _: baseline, prefix_tokens, batch_size, bf16)
-    splits = sorted(int(p.name.split("-")[1]) for p in (train / "branches").glob("split-*"))
+    splits = TrainLayout(train).split_points()
     if not splits:
         raise ConfigError(f"{train}: no branches; run `train split` first")
     rows = []
     for split_at in splits:
-        load = lambda k: _load(branch_dir(train, split_at, k) / "final")  # noqa: E731
+        load = lambda c: _load(TrainLayout(train).branch(split_at, c, info.k) / "final")  # noqa: E731
         split_N = _score_routed(shards, routed, load, prefix_tokens, batch_size, bf16)
         n_scored = info.seq_len + 1 - prefix_tokens
-        rows += _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored)
+        rows += [{**row, "prefix_tokens": prefix_tokens}
+                 for row in _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored)]
     _write_report(train / "routed", rows)
     return rows
 

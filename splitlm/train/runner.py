@@ -10,7 +10,7 @@ A job folder holds:
   the newest complete one is where a killed job continues.
 - `exports/tokens-XXXXXXXXXXXX/`: weights saved with `save_pretrained` at requested steps (the
   split points of the pretraining run); written to a temporary folder, then renamed.
-- `final/`: the last weights; `losses.jsonl`: one row per evaluation (see `LOSS_COLUMNS`).
+- `final/`: the last weights; `losses.jsonl`: one row per evaluation (`splitlm.schemas.losses.LOSS_COLUMNS`).
 - `done.json`: the `JobResult`, written last; a job with it is skipped on rerun.
 """
 
@@ -26,18 +26,11 @@ import torch
 from transformers import AutoModelForCausalLM, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import logging as hf_logging
 
-from splitlm.curate.stage import atomic_write_text
+from splitlm.core.atomic import atomic_write_text
 from splitlm.errors import ConfigError
+from splitlm.schemas.run import RunSummary
 from splitlm.train import data as data_mod
 from splitlm.train import models
-
-# One row per (job, step, eval cluster). `split_at` is -1 on the pretraining-only baseline; there
-# `cluster` equals `eval_cluster`, because the baseline evaluated on cluster k is the no-split point
-# (D' = 0) of cluster k's law. A branch's rows carry its own cluster and every eval cluster.
-LOSS_COLUMNS = (
-    "size", "arch", "n_params", "n_params_non_embedding", "pt_tokens", "cpt_tokens",
-    "cluster", "eval_cluster", "split_at", "step", "eval_loss",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -212,7 +205,7 @@ class JobHooks(TrainerCallback):
             self._shown = []
 
 
-def _initial_model(job: TrainJob, info: data_mod.RunInfo):
+def _initial_model(job: TrainJob, info: RunSummary):
     if job.init is None:
         size = models.get_size(job.size)
         config = models.build_config(size, job.arch, info.vocab_size, info.eos_id, info.seq_len + 1)
@@ -228,14 +221,14 @@ def _initial_model(job: TrainJob, info: data_mod.RunInfo):
     return model
 
 
-def _datasets(job: TrainJob, info: data_mod.RunInfo):
-    train_shards = [data_mod.open_shard(job.run, k, "train", info.seq_len) for k in job.train_clusters]
+def _datasets(job: TrainJob, info: RunSummary):
+    train_shards = [data_mod.open_shard(job.run, k, "train", info) for k in job.train_clusters]
     stream = data_mod.ShuffledStream(train_shards, job.steps * job.batch_size, job.seed)
     evals = {}
     for k in job.eval_clusters:
-        windows = data_mod.EvalWindows(data_mod.open_shard(job.run, k, "val", info.seq_len), job.eval_windows)
+        windows = data_mod.EvalWindows(data_mod.open_shard(job.run, k, "val", info), job.eval_windows)
         if not len(windows):
-            raise ConfigError(f"{data_mod.shard_dir(job.run, k, 'val')}: no validation windows")
+            raise ConfigError(f"{data_mod.shard_dir(job.run, k, 'val', info.k)}: no validation windows")
         evals[f"c{k:02d}"] = windows
     return stream, evals
 

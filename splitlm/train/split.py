@@ -21,10 +21,13 @@ from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 
-from splitlm.curate.stage import atomic_write_text, config_dict
+from splitlm.core.atomic import atomic_write_text
+from splitlm.core.hashing import canonical
 from splitlm.errors import ConfigError
+from splitlm.schemas.layout import TrainLayout
 from splitlm.train import data as data_mod
 from splitlm.train import runner
+from splitlm.train.evaluate import write_losses
 
 # Paper App. A: 10,000 warmup steps for pretraining, 3,000 when a branch starts from step 0.
 STEP0_WARMUP_SHARE = 0.3
@@ -99,8 +102,8 @@ def plan_budget(total_tokens: int, split_at: tuple[int, ...], k: int, tokens_per
     return Budget(tokens_per_step, total, splits, branches, note)
 
 
-def branch_dir(out: Path, split_tokens: int, cluster: int) -> Path:
-    return out / "branches" / f"split-{split_tokens:012d}" / f"cluster-{cluster:02d}"
+def branch_dir(out: Path, split_tokens: int, cluster: int, k: int) -> Path:
+    return TrainLayout(out).branch(split_tokens, cluster, k)
 
 
 def plan_jobs(cfg: SplitConfig, out: Path, clusters: tuple[int, ...] | None = None):
@@ -125,7 +128,7 @@ def plan_jobs(cfg: SplitConfig, out: Path, clusters: tuple[int, ...] | None = No
         for k in clusters if clusters is not None else range(info.k):
             tokens = budget.tokens(s)
             branches.append(replace(
-                pretrain, name=f"split {tokens:,} c{k:02d}", out=branch_dir(out, tokens, k),
+                pretrain, name=f"split {tokens:,} c{k:02d}", out=branch_dir(out, tokens, k, info.k),
                 init=runner.export_dir(pretrain.out, tokens), train_clusters=(k,), steps=b,
                 warmup_steps=round(STEP0_WARMUP_SHARE * warmup) if s == 0 else 0,
                 export_at=(), branch_cluster=k, split_at=tokens,
@@ -135,7 +138,7 @@ def plan_jobs(cfg: SplitConfig, out: Path, clusters: tuple[int, ...] | None = No
 
 def check_config(cfg: SplitConfig, out: Path) -> None:
     """Write TRAIN/split.json, or check a rerun asks for the same run."""
-    path, want = out / "split.json", config_dict(cfg)
+    path, want = TrainLayout(out).config, canonical(cfg)
     if path.exists():
         have = json.loads(path.read_text())
         diff = sorted(key for key in want.keys() | have.keys() if want.get(key) != have.get(key))
@@ -161,8 +164,6 @@ def split(
     cfg: SplitConfig, out: Path, clusters: tuple[int, ...] | None = None, parallel: int = 1, threads: int = 0
 ):
     """Pretrain (the baseline), then every branch; returns (budget, losses table path)."""
-    from splitlm.train.evaluate import write_losses
-
     check_config(cfg, out)
     budget, pretrain, branches = plan_jobs(cfg, out, clusters)
     print(budget.describe(len(pretrain.train_clusters)), flush=True)

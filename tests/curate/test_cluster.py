@@ -91,7 +91,7 @@ def test_cluster_outputs_follow_the_contracts(run):
 
 @pytest.mark.slow
 def test_routing_a_window_text_reproduces_its_shard(run):
-    from splitlm.curate.route import Router
+    from splitlm.curate.cluster.router import Router
     from splitlm.schemas.tokens import TokenArray
 
     router = Router.load(run)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from splitlm.curate.embed import MODEL_ID, EmbedConfig, Embedder, _head, model_path
+from splitlm.curate.embed.model import MODEL_ID, EmbedConfig, Embedder, _head, model_path
 from splitlm.errors import ConfigError
 
 pytestmark = pytest.mark.slow

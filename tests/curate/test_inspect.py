@@ -107,7 +107,7 @@ def test_label_field_rereads_the_corpus(run, corpus, monkeypatch):
     """meta.top (comp, rec, ...) is not in the run: it is re-read and must sum up the newsgroup counts."""
     import pyarrow.parquet as pq
 
-    from splitlm.curate.inspect_domains import domain_stats
+    from splitlm.curate.inspect.domains import domain_stats
 
     monkeypatch.chdir(corpus.parent)  # the corpus path recorded at ingest is absolute here anyway
     labels = pq.read_table(run / "clusters" / "assignments-00000.parquet").column("cluster").to_numpy()
@@ -123,8 +123,8 @@ def test_label_field_rereads_the_corpus(run, corpus, monkeypatch):
 
 @pytest.mark.slow
 def test_route_top1_is_the_routers_own_answer(run):
-    from splitlm.curate.inspect_routing import sample_windows
-    from splitlm.curate.route import Router
+    from splitlm.curate.inspect.routing import sample_windows
+    from splitlm.curate.cluster.router import Router
     from splitlm.curate.shards import window_table
     from splitlm.schemas.tokens import TokenArray
 
@@ -145,9 +145,9 @@ def test_route_top1_is_the_routers_own_answer(run):
 @pytest.mark.slow
 def test_reused_vectors_are_what_embedding_the_prefix_gives(run):
     """A prefix feeding MiniLM the stored vector's exact word pieces may reuse that vector."""
-    from splitlm.curate.embeddings import load_vectors
-    from splitlm.curate.inspect_routing import _same_model_input
-    from splitlm.curate.route import Router
+    from splitlm.curate.embed.stage import load_vectors
+    from splitlm.curate.inspect.routing import _same_model_input
+    from splitlm.curate.cluster.router import Router
     from splitlm.schemas.tokens import TokenArray
 
     router = Router.load(run)
@@ -177,7 +177,7 @@ def test_similarity_and_app_f_pairs(run):
 
 @pytest.mark.slow
 def test_cards_get_the_larger_sample_and_stay_valid(run):
-    from splitlm.curate.stage import sha256_file
+    from splitlm.core.stage import sha256_file
     from splitlm.schemas.card import Card
 
     summary = json.loads((run / "inspect" / "summary.json").read_text())
@@ -198,7 +198,7 @@ def test_cards_get_the_larger_sample_and_stay_valid(run):
 
 @pytest.mark.slow
 def test_same_seed_same_bytes_and_data_card_copy(run, tmp_path):
-    from splitlm.curate.inspect import InspectConfig, run_inspect, write_data_cards
+    from splitlm.curate.inspect.stage import InspectConfig, run_inspect, write_data_cards
 
     again = tmp_path / "run"
     shutil.copytree(run, again, ignore=shutil.ignore_patterns("inspect"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from splitlm.curate.kmeans import (
+from splitlm.curate.cluster.kmeans import (
     KMeansConfig,
     assign,
     assign_with_capacity,

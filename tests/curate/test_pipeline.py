@@ -61,7 +61,7 @@ def test_same_seed_same_bytes_and_rerun_skips(news_sample, tmp_path):
     run_windows([news_sample], tmp_path / "b", config)
     assert data_files(tmp_path / "a") == data_files(tmp_path / "b")
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "a").rglob("*.bin")}
-    from splitlm.curate.progress import Progress
+    from splitlm.core.progress import Progress
 
     progress = Progress()
     run_windows([news_sample], tmp_path / "a", config, progress)
@@ -70,7 +70,7 @@ def test_same_seed_same_bytes_and_rerun_skips(news_sample, tmp_path):
 
 
 def test_changed_option_recomputes_downstream_only(news_sample, tmp_path):
-    from splitlm.curate.progress import Progress
+    from splitlm.core.progress import Progress
     from splitlm.curate.windows import WindowsConfig
 
     run_windows([news_sample], tmp_path / "a", WindowsRunConfig())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from splitlm.curate.embeddings import EmbeddingsConfig, write_embeddings
+from splitlm.curate.embed.stage import EmbeddingsConfig, write_embeddings
 from splitlm.curate.pipeline import WindowsRunConfig, run_windows
 from splitlm.curate.windows import WindowsConfig
 from tests.curate.test_cluster import sample

@@ -115,7 +115,7 @@ def gpt2_run(tmp_path_factory, news_path) -> Path:
 
 
 class OverlapRouter:
-    """Stand-in for `splitlm.curate.route.Router`: the cluster whose train shard holds most prefix tokens.
+    """Stand-in for `splitlm.curate.cluster.router.Router`: the cluster whose train shard holds most prefix tokens.
 
     A bag-of-token-ids rule, so it can misroute; tests check agreement, not perfection.
     """

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from splitlm.schemas.card import Card
+from splitlm.schemas.layout import cluster_name
 
 
 def _front_matter(card: Card) -> str:
@@ -15,18 +17,19 @@ def _front_matter(card: Card) -> str:
         "pretty_name": f"splitlm {card.name}",
         "task_categories": ["text-generation"],
         "tags": ["splitlm", "cluster", f"embed-{card.embed_mode}"],
+        # Paths relative to RUN, as `curate export RUN --format parquet` writes them.
         "configs": [{"config_name": card.name, "data_files": [
-            {"split": "train", "path": f"shards/{card.name}/train/*"},
-            {"split": "validation", "path": f"shards/{card.name}/val/*"}]}],
+            {"split": "train", "path": f"export/parquet/{card.name}-train.parquet"},
+            {"split": "validation", "path": f"export/parquet/{card.name}-val.parquet"}]}],
         "splitlm": {"cluster": card.cluster, "windows": card.windows, "tokens": card.tokens,
                     "share": round(card.share, 4), "top_terms": card.top_terms[:8], "domains": card.domains},
     }
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
 
 
-def render_card(card: Card) -> str:
+def render_card(card: Card, k: int) -> str:
     lines = [_front_matter(card), f"# {card.name}: {', '.join(card.top_terms[:5]) or '(no terms)'}", ""]
-    routing = "n/a" if card.routing_accuracy_32 is None else f"{card.routing_accuracy_32:.1%} of {card.routing_sample}"
+    routing = "n/a" if card.routing_accuracy is None else f"{card.routing_accuracy:.1%} of {card.routing_sample}"
     lines += [
         "| | |", "|---|---|",
         f"| windows (train / val) | {card.windows:,} ({card.train_windows:,} / {card.val_windows:,}) |",
@@ -35,7 +38,7 @@ def render_card(card: Card) -> str:
         f"| size / mean size | {card.balance.ratio_to_mean:.3f} (run max/min {card.balance.run_max_min:.3f}) |",
         f"| top domain | {card.top_domain or 'n/a'}"
         + (f" ({card.top_domain_share:.0%})" if card.top_domain_share is not None else "") + " |",
-        f"| 32-token routing accuracy (val) | {routing} |",
+        f"| {card.routing_prefix_tokens}-token routing accuracy (val) | {routing} |",
         f"| duplicates removed (kept copy here) | {card.dedup_removals:,} |",
         f"| embedding | {card.provenance.embedder.get('model_id')} ({card.embed_mode}, "
         f"{card.provenance.embedder.get('precision')}) |",
@@ -46,7 +49,7 @@ def render_card(card: Card) -> str:
         lines += [f"| {d} | {n:,} | {n / card.windows:.1%} |" for d, n in card.domains.items()]
         lines.append("")
     lines += ["## Nearest clusters", ""]
-    lines += [f"- cluster-{n.cluster:02d} (centroid cosine {n.cosine:.3f})" for n in card.nearest_clusters]
+    lines += [f"- {cluster_name(n.cluster, k)} (centroid cosine {n.cosine:.3f})" for n in card.nearest_clusters]
     lines += ["", "## Exemplars (nearest the centroid)", ""]
     for ex in card.exemplars:
         lines += [f"**window {ex.window_id}** ({ex.domain or 'no label'}, distance {ex.distance:.3f})", "",
@@ -59,26 +62,25 @@ def render_card(card: Card) -> str:
 
 
 def render_index(cards: list[Card], clusters: dict[str, Any]) -> str:
+    prefix = cards[0].routing_prefix_tokens if cards else 32
     lines = ["# Cluster cards", "",
              f"{len(cards)} clusters, {sum(c.windows for c in cards):,} windows, "
              f"{sum(c.tokens for c in cards):,} tokens. Balance: max/min {clusters['max_min']:.3f} "
              f"(plain faiss k-means: {clusters['plain_faiss']['max_min']:.2f}); k-means objective "
              f"{clusters['objective']:.4f} (plain: {clusters['plain_faiss']['objective']:.4f}).", "",
-             "| cluster | windows | share | top domain | routing@32 | top terms |", "|---|---:|---:|---|---:|---|"]
+             f"| cluster | windows | share | top domain | routing@{prefix} | top terms |", "|---|---:|---:|---|---:|---|"]
     for c in cards:
         dom = f"{c.top_domain} ({c.top_domain_share:.0%})" if c.top_domain else "n/a"
-        acc = "n/a" if c.routing_accuracy_32 is None else f"{c.routing_accuracy_32:.0%}"
+        acc = "n/a" if c.routing_accuracy is None else f"{c.routing_accuracy:.0%}"
         lines.append(f"| [{c.name}]({c.name}.md) | {c.windows:,} | {c.share:.1%} | {dom} | {acc} | "
                      f"{', '.join(c.top_terms[:6])} |")
     return "\n".join(lines) + "\n"
 
 
 def write_cards(cards: list[Card], clusters: dict[str, Any], out: Path) -> dict[str, Any]:
-    import json
-
     for card in cards:
         (out / f"{card.name}.json").write_text(json.dumps(card.model_dump(), indent=2, ensure_ascii=False) + "\n")
-        (out / f"{card.name}.md").write_text(render_card(card))
+        (out / f"{card.name}.md").write_text(render_card(card, len(cards)))
     (out / "index.md").write_text(render_index(cards, clusters))
     (out / "card.schema.json").write_text(json.dumps(Card.model_json_schema(), indent=2) + "\n")
     return {"cards": len(cards)}

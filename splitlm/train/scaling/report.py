@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from splitlm.train.fit import FitConfig, FitResult, fit_law, metrics
-from splitlm.train.fit_table import Runs, TableSpec, load_runs
-from splitlm.train.laws import Law
+from splitlm.train.scaling.fit import FitConfig, FitResult, fit_law, metrics
+from splitlm.train.scaling.laws import Law
+from splitlm.train.scaling.table import Runs, TableSpec, load_runs
 
 
 @dataclass(frozen=True, eq=False)

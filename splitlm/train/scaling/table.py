@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from splitlm.errors import ConfigError, InputError
-from splitlm.train.laws import BILLION, Law, Points
+from splitlm.train.scaling.laws import BILLION, Law, Points
 
 DEFAULT_COLUMNS = {"N": "n_params", "D": "pt_tokens", "Dk": "cpt_tokens", "loss": "eval_loss"}
 Scenario = Literal["all", "low-d", "low-d-dk"]

@@ -13,9 +13,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from splitlm.curate.kmeans import KMeansConfig
+from splitlm.curate.cluster.kmeans import (
+    KMeansConfig,
+    assign,
+    assign_with_capacity,
+    balance_stats,
+    fit_balanced_kmeans,
+    plain_faiss_kmeans,
+)
+from splitlm.curate.cluster.router import Router
+from splitlm.curate.embed.stage import load_vectors
 from splitlm.errors import ConfigError
+from splitlm.schemas.manifest import StageManifest
+from splitlm.schemas.router import EmbedderSpec, RouterSpec
+from splitlm.schemas.tables import ASSIGNMENTS
+
+ALGORITHM = 1  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
 
 
 @dataclass(frozen=True)
@@ -31,17 +47,6 @@ class ClustersConfig:
 
 def write_clusters(run: Path, out: Path, config: ClustersConfig, corpus_fingerprint: str,
                    advance=lambda n: None) -> dict[str, Any]:
-    import json
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from splitlm.curate.embeddings import load_vectors
-    from splitlm.curate.kmeans import (assign, assign_with_capacity, balance_stats, fit_balanced_kmeans,
-                                       plain_faiss_kmeans)
-    from splitlm.curate.route import FORMAT_VERSION, Router
-    from splitlm.schemas.tables import ASSIGNMENTS
-
     x_ND = load_vectors(run)
     cfg = config.kmeans
     if cfg.k > len(x_ND):
@@ -60,15 +65,7 @@ def write_clusters(run: Path, out: Path, config: ClustersConfig, corpus_fingerpr
     table = pa.table({"window_id": np.arange(len(x_ND), dtype=np.int64), "cluster": labels_N.astype(np.int32),
                       "distance": dist_N.astype(np.float32)}, schema=ASSIGNMENTS)
     pq.write_table(table, out / "assignments-00000.parquet", compression="zstd")
-    windows_manifest = json.loads((run / "windows" / "manifest.json").read_text())
-    embed_spec = json.loads((run / "embeddings" / "manifest.json").read_text())["counts"]["embedder"]
-    spec = {
-        "format_version": FORMAT_VERSION, "k": cfg.k, "rule": "argmin_c ||x - c||^2 + b_c, x L2-normalised",
-        "embedder": embed_spec, "tokenizer": windows_manifest["config"]["tokenizer"],
-        "tokenizer_sha256": windows_manifest["counts"]["tokenizer_sha256"], "prefix_tokens": config.prefix_tokens,
-        "normalization": "l2", "corpus_fingerprint": corpus_fingerprint,
-    }
-    Router(model.centroids_KD, model.biases_K, spec).save(out)
+    Router(model.centroids_KD, model.biases_K, router_spec(run, config, corpus_fingerprint)).save(out)
     ours, plain = balance_stats(labels_N, cfg.k), balance_stats(plain_labels_N, cfg.k)
     return {
         "k": cfg.k, "windows": len(x_ND), "sizes": ours.sizes_K.tolist(),
@@ -78,3 +75,12 @@ def write_clusters(run: Path, out: Path, config: ClustersConfig, corpus_fingerpr
                         "objective": float(np.mean(plain_dist_N, dtype=np.float64)), "seconds": plain_s},
         "seconds": ours_s, "time_ratio_vs_plain": ours_s / max(plain_s, 1e-9),
     }
+
+
+def router_spec(run: Path, config: ClustersConfig, corpus_fingerprint: str) -> RouterSpec:
+    """The spec of the router this run's windows were assigned with: its embedder, tokenizer and prefix."""
+    windows = StageManifest.read(run / "windows")
+    embedder = StageManifest.read(run / "embeddings").counts["embedder"]
+    return RouterSpec(k=config.kmeans.k, embedder=EmbedderSpec(**embedder), tokenizer=windows.config["tokenizer"],
+                      tokenizer_sha256=windows.counts["tokenizer_sha256"], prefix_tokens=config.prefix_tokens,
+                      corpus_fingerprint=corpus_fingerprint)

@@ -18,10 +18,13 @@ done in row blocks so memory stays at block x N.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from splitlm.curate.embed.model import model_path
 
 BLOCK = 1024  # prefixes per similarity block and per embedding call
 
@@ -64,15 +67,13 @@ def sample_windows(split_N: np.ndarray, split: str, n: int, seed: int) -> np.nda
 def prefix_routing(router, tokens_NW: np.ndarray, vectors_ND: np.ndarray, labels_N: np.ndarray,
                    window_ids: np.ndarray, prefix_lengths: tuple[int, ...],
                    advance: Callable[[int], None] = lambda n: None) -> RoutingStats:
-    import time
-
     rows_SW = np.asarray(tokens_NW[window_ids])
     own_S = labels_N[window_ids]
     full_SD = _unit(np.asarray(vectors_ND[window_ids], dtype=np.float32))
     texts = {p: router.tokenizer.decode_batch(rows_SW[:, :p]) for p in prefix_lengths}
     start = time.perf_counter()
     same = {p: np.zeros(len(window_ids), dtype=bool) for p in prefix_lengths}
-    if router.spec["embedder"]["mode"] == "truncate":
+    if router.spec.embedder.mode == "truncate":
         same = _same_model_input(router, rows_SW, texts)
     todo = [t for p in prefix_lengths for t, s in zip(texts[p], same[p]) if not s]
     vectors = _embed_distinct(router.embedder, todo, advance)
@@ -83,7 +84,7 @@ def prefix_routing(router, tokens_NW: np.ndarray, vectors_ND: np.ndarray, labels
         rank_S = _own_rank(q_SD, full_SD)
         top1_S = router.assign_vectors(q_SD).clusters == own_S
         # The router settles near-ties in float64; OR-ing its top-1 in keeps top-3 >= top-1 exactly.
-        top3_S = top1_S | (_top_clusters(q_SD, router.centroids_KD, router.biases_K, 3) == own_S[:, None]).any(1)
+        top3_S = top1_S | (router.top_clusters(q_SD, 3) == own_S[:, None]).any(1)
         rows.append(PrefixRow(p, len(window_ids), len(set(texts[p])), _mean(rank_S < 1), _mean(rank_S < 5),
                               _mean(top1_S), _mean(top3_S)))
         hits.append(top1_S)
@@ -99,9 +100,8 @@ def _same_model_input(router, rows_SW: np.ndarray, texts: dict[int, list[str]]) 
     """
     from tokenizers import Tokenizer
 
-    from splitlm.curate.embed import model_path
 
-    room = router.spec["embedder"]["max_pieces"] - 2  # [CLS] and [SEP] take two
+    room = router.spec.embedder.max_pieces - 2  # [CLS] and [SEP] take two
     pieces = Tokenizer.from_file(str(model_path() / "tokenizer.json"))
     pieces.no_truncation()
     pieces.no_padding()
@@ -133,12 +133,6 @@ def _own_rank(q_SD: np.ndarray, full_SD: np.ndarray) -> np.ndarray:
         own_B = sims_BS[np.arange(len(sims_BS)), np.arange(lo, lo + len(sims_BS))]
         rank_S[lo : lo + len(sims_BS)] = (sims_BS > own_B[:, None]).sum(1)
     return rank_S
-
-
-def _top_clusters(x_ND: np.ndarray, centroids_KD: np.ndarray, biases_K: np.ndarray, n: int) -> np.ndarray:
-    """The n best clusters per row under the router's rule ||x - c||^2 + b_c (||x||^2 is common to all)."""
-    score_NK = (centroids_KD.astype(np.float64) ** 2).sum(1) - 2.0 * (x_ND @ centroids_KD.T) + biases_K
-    return np.argsort(score_NK, axis=1, kind="stable")[:, :n]
 
 
 def _unit(x_ND: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from splitlm.curate.stats import centroid_cosines, nearest_clusters
 from splitlm.errors import ConfigError
 
 LEVELS = ("0%", "50%", "100%")
@@ -31,18 +32,14 @@ class SimilarityStats:
     pairs: list[Pair]
 
     def neighbours(self, c: int, n: int = 3) -> list[int]:
-        order = np.argsort(-self.cos_KK[c], kind="stable")
-        return [int(j) for j in order if j != c][:n]
+        return nearest_clusters(self.cos_KK, c, n)
 
 
 def cluster_similarity(centroids_KD: np.ndarray, reference: int = 0) -> SimilarityStats:
     k = len(centroids_KD)
     if not 0 <= reference < k:
         raise ConfigError(f"--reference {reference}: the run has clusters 0..{k - 1}")
-    c_KD = centroids_KD.astype(np.float64)
-    c_KD = c_KD / np.maximum(np.linalg.norm(c_KD, axis=1, keepdims=True), 1e-12)
-    cos_KK = np.clip(c_KD @ c_KD.T, -1.0, 1.0)
-    np.fill_diagonal(cos_KK, 1.0)
+    cos_KK = centroid_cosines(centroids_KD)
     return SimilarityStats(cos_KK, app_f_pairs(cos_KK, reference))
 
 

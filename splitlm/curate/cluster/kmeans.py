@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from splitlm.curate.kmeans_bias import solve_biases, top2
+from splitlm.curate.cluster.prices import solve_biases, top2
 from splitlm.errors import ConfigError
 
 # Rows whose two best biased scores are closer than this are re-scored exactly (float64, row by row),

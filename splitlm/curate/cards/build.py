@@ -4,14 +4,14 @@ Per cluster: sizes and share, top terms by class-based TF-IDF against the other 
 `top_terms`),
 exemplar snippets nearest the centroid, the domain histogram when labels exist, nearest clusters by
 centroid cosine, dedup removals traced to the cluster of the kept document, balance figures, the
-32-token routing accuracy on its validation windows, and provenance. Terms are counted on a
+routing accuracy of its validation windows at the router's prefix length, and provenance. The
+statistics come from `splitlm.curate.stats`, which `curate inspect` shares. Terms are counted on a
 deterministic sample of `terms_sample` windows per cluster. Outputs: `cluster-XX.json`,
 `cluster-XX.md` (YAML front matter in the style of Hugging Face dataset cards) and `index.md`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter
@@ -21,7 +21,16 @@ from typing import Any
 
 import numpy as np
 
+from splitlm.core.parts import read_table
+from splitlm.curate.cluster.router import Router
+from splitlm.curate.stats import centroid_cosines, nearest_clusters, ranked_labels, share_by_cluster, window_table
 from splitlm.schemas.card import Balance, Card, Exemplar, Neighbour, Provenance
+from splitlm.schemas.layout import cluster_name
+from splitlm.schemas.manifest import StageManifest
+from splitlm.schemas.tables import ASSIGNMENTS, DUPLICATES
+from splitlm.schemas.tokens import TokenArray
+
+ALGORITHM = 1  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
 
 _WORD = re.compile(r"[^\W\d_]{3,24}")
 
@@ -34,7 +43,7 @@ class CardsConfig:
     terms_sample: int = 128
     """Windows per cluster whose text is counted for top terms."""
     routing_sample: int = 256
-    """Validation windows per cluster routed by their 32-token prefix for the card's accuracy."""
+    """Validation windows per cluster routed by their prefix (the router's length) for the card's accuracy."""
 
 
 def _stop_words() -> frozenset[str]:
@@ -76,32 +85,23 @@ def _snippet(text: str, n: int) -> str:
 
 
 def build_cards(run: Path, config: CardsConfig, provenance: dict[str, Any], router=None) -> list[Card]:
-    from splitlm.curate.parts import read_table
-    from splitlm.curate.route import Router
-    from splitlm.curate.shards import cluster_name, window_table
-    from splitlm.schemas.tables import ASSIGNMENTS, DUPLICATES
-    from splitlm.schemas.tokens import TokenArray
-
     router = router or Router.load(run)
     k, tokens = router.k, TokenArray(run / "windows").tokens
     assign = read_table(run / "clusters", "assignments", ASSIGNMENTS)
     labels, dist = assign.column("cluster").to_numpy(), assign.column("distance").to_numpy()
     meta = window_table(run)
-    shard_counts = json.loads((run / "shards" / "manifest.json").read_text())["counts"]["clusters"]
+    shard_counts = StageManifest.read(run / "shards").counts["clusters"]
     members = [np.flatnonzero(labels == c) for c in range(k)]
     decode = router.tokenizer.decode_batch
-    texts = [decode(tokens[_evenly(m, config.terms_sample)]) for m in members]
-    terms = top_terms(texts, config.top_terms)
-    cos_KK = router.centroids_KD @ router.centroids_KD.T
+    terms = top_terms([decode(tokens[_evenly(m, config.terms_sample)]) for m in members], config.top_terms)
+    cos_KK = centroid_cosines(router.centroids_KD)
     removals = _dedup_removals(run, meta, labels, read_table(run / "dedup", "duplicates", DUPLICATES))
     accuracy = _routing_accuracy(router, tokens, labels, meta["split"] == "val", k, config.routing_sample)
     sizes = np.array([len(m) for m in members])
     cards = []
     for c in range(k):
-        near = [int(j) for j in np.argsort(-cos_KK[c], kind="stable") if j != c][:3]
         best = members[c][np.argsort(dist[members[c]], kind="stable")[: config.exemplars]]
-        domains = Counter(meta["domain"][w] for w in members[c] if meta["domain"][w] is not None)
-        top = sorted(domains.items(), key=lambda kv: (-kv[1], kv[0]))
+        top = ranked_labels((meta["domain"][w], 1) for w in members[c])
         counts = shard_counts[str(c)]
         cards.append(Card(
             cluster=c, name=cluster_name(c, k), windows=int(sizes[c]),
@@ -113,16 +113,18 @@ def build_cards(run: Path, config: CardsConfig, provenance: dict[str, Any], rout
                        for w in best],
             domains=dict(top), top_domain=top[0][0] if top else None,
             top_domain_share=round(top[0][1] / sizes[c], 4) if top else None,
-            nearest_clusters=[Neighbour(cluster=j, cosine=round(float(cos_KK[c, j]), 4)) for j in near],
-            dedup_removals=int(removals[c]),
-            balance=Balance(size=int(sizes[c]), mean_size=float(sizes.mean()),
-                            ratio_to_mean=round(float(sizes[c] / sizes.mean()), 4),
-                            run_max_min=round(float(sizes.max() / max(sizes.min(), 1)), 4)),
-            embed_mode=router.spec["embedder"]["mode"],
-            routing_accuracy_32=accuracy[c][0], routing_sample=accuracy[c][1],
+            nearest_clusters=[Neighbour(cluster=j, cosine=round(float(cos_KK[c, j]), 4))
+                              for j in nearest_clusters(cos_KK, c)],
+            dedup_removals=int(removals[c]), balance=_balance(sizes, c), embed_mode=router.spec.embedder.mode,
+            routing_accuracy=accuracy[c][0], routing_prefix_tokens=router.prefix_tokens, routing_sample=accuracy[c][1],
             provenance=Provenance(**provenance),
-        ))
+        ))  # fmt: skip
     return cards
+
+
+def _balance(sizes: np.ndarray, c: int) -> Balance:
+    return Balance(size=int(sizes[c]), mean_size=float(sizes.mean()), ratio_to_mean=round(float(sizes[c] / sizes.mean()), 4),
+                   run_max_min=round(float(sizes.max() / max(sizes.min(), 1)), 4))
 
 
 def _dedup_removals(run: Path, meta: dict, labels: np.ndarray, duplicates) -> np.ndarray:
@@ -139,15 +141,9 @@ def _dedup_removals(run: Path, meta: dict, labels: np.ndarray, duplicates) -> np
 
 
 def _routing_accuracy(router, tokens, labels, is_val, k, sample) -> list[tuple[float | None, int]]:
-    """(share of sampled validation windows whose 32-token prefix routes to their cluster, sample size)."""
-    picked = [_evenly(np.flatnonzero(is_val & (labels == c)), sample) for c in range(k)]
-    ids = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+    """Per cluster: (share of sampled validation windows whose prefix routes to their cluster, sample size)."""
+    ids = np.concatenate([_evenly(np.flatnonzero(is_val & (labels == c)), sample) for c in range(k)])
     if len(ids) == 0:
         return [(None, 0)] * k
-    routed = router.route_tokens(tokens[ids, :32].tolist(), prefix_tokens=32).clusters
-    out, lo = [], 0
-    for c, p in enumerate(picked):
-        hits = routed[lo : lo + len(p)] == c
-        out.append((round(float(hits.mean()), 4) if len(p) else None, len(p)))
-        lo += len(p)
-    return out
+    routed = router.route_tokens(tokens[ids, : router.prefix_tokens].tolist()).clusters
+    return share_by_cluster(routed == labels[ids], labels[ids], k)

@@ -12,7 +12,16 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from splitlm.schemas.tables import check_schema
+from splitlm.errors import SchemaError
+
+
+def check_schema(table_or_schema: pa.Table | pa.Schema, expected: pa.Schema, path: Path | str) -> None:
+    """Raise SchemaError naming `path` unless the names and types match `expected` exactly."""
+    schema = table_or_schema.schema if isinstance(table_or_schema, pa.Table) else table_or_schema
+    got = [(f.name, f.type) for f in schema]
+    want = [(f.name, f.type) for f in expected]
+    if got != want:
+        raise SchemaError(f"{path}: schema {got} does not match the expected {want}")
 
 
 class PartWriter:

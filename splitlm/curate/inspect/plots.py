@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from splitlm.curate.inspect_domains import DomainStats
-from splitlm.curate.inspect_routing import PrefixRow
-from splitlm.curate.inspect_similarity import SimilarityStats
+from splitlm.curate.inspect.domains import DomainStats
+from splitlm.curate.inspect.routing import PrefixRow
+from splitlm.curate.inspect.similarity import SimilarityStats
 
 DPI = 110
 # Paper Table 5 (N = 10,000 DCLM documents), drawn as a reference under our curves.

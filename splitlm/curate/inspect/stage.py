@@ -2,21 +2,20 @@
 
 Reads a finished run and writes `RUN/inspect/`:
   domains.csv/.png      label x cluster counts and shares, entropy, top-cluster share, purity
-                        (`inspect_domains`)
+                        (`domains`)
   routing_recall.csv/.png  R@1/R@5 of the full window from its P-token prefix, and routing accuracy
-                        top-1/top-3, for each P (`inspect_routing`)
-  similarity.csv/.png, pairs.csv  centroid cosines and the App. F pairs (`inspect_similarity`)
+                        top-1/top-3, for each P (`routing`)
+  similarity.csv/.png, pairs.csv  centroid cosines and the App. F pairs (`similarity`)
   clusters.csv, summary.json, report.md, manifest.json
-and writes its 32-token routing accuracy, measured on more validation windows than `curate
-cluster` routes, into the cluster cards. Inspect always recomputes (it is the audit); the folder
+Inspect writes nothing outside `RUN/inspect/`: its routing accuracy at the router's prefix length,
+measured on more windows than the cards route, is in `clusters.csv` and the report; the cards keep
+`curate cluster`'s. Inspect always recomputes (it is the audit); the folder
 still appears atomically, complete with its manifest. Everything but the manifest is a pure
-function of `summary.json` (`inspect_report`), so equal inputs and seed give equal bytes.
+function of `summary.json` (`report`), so equal inputs and seed give equal bytes.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +23,24 @@ from typing import Any
 
 import numpy as np
 
-from splitlm.curate.progress import Progress
+from splitlm.core.hashing import sha256_json
+from splitlm.core.parts import read_table
+from splitlm.core.progress import Progress
+from splitlm.curate.cluster.router import Router
+from splitlm.curate.embed.stage import load_vectors
+from splitlm.curate.inspect.domains import domain_stats
+from splitlm.curate.inspect.report import render_files
+from splitlm.curate.inspect.routing import prefix_routing, sample_windows
+from splitlm.curate.inspect.similarity import cluster_similarity
+from splitlm.curate.stats import window_table
 from splitlm.errors import ConfigError
+from splitlm.schemas.layout import RunLayout, cluster_name
+from splitlm.schemas.manifest import StageManifest
+from splitlm.schemas.tables import ASSIGNMENTS
+from splitlm.schemas.tokens import TokenArray
 
+ALGORITHM = 1  # bump when the same config and input would give other output
 PREFIX_LENGTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-CARD_PREFIX = 32  # the cards' `routing_accuracy_32`; always measured
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,7 @@ class InspectConfig:
     label_field: str | None = None
     """None/`domain`: the ingest label; `source`: input file; any other dotted field is re-read from the corpus."""
     prefix_lengths: tuple[int, ...] = PREFIX_LENGTHS
-    """Prefix lengths P in tokens (32 is always added: the cards report it)."""
+    """Prefix lengths P in tokens (the router's own prefix length is always added)."""
     sample: int = 10_000
     """Windows sampled for routing; also the retrieval pool N of R@k (paper: 10,000)."""
     seed: int = 0
@@ -52,34 +64,29 @@ class InspectConfig:
             raise ConfigError(f"--sample {self.sample}: must be >= 1")
         if self.split not in ("val", "train", "all"):
             raise ConfigError(f"--split {self.split!r}: choose val, train or all")
-        object.__setattr__(self, "prefix_lengths", tuple(sorted({*self.prefix_lengths, CARD_PREFIX})))
+        object.__setattr__(self, "prefix_lengths", tuple(sorted(set(self.prefix_lengths))))
 
 
 def run_inspect(run: Path, config: InspectConfig | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    """Write `run/inspect/` and refresh the cards' routing accuracy; returns the summary (+ wall_seconds)."""
-    from splitlm.curate.stage import run_stage, sha256_json
-
+    """Write `run/inspect/`; returns the summary (+ wall_seconds)."""
     config, progress = config or InspectConfig(), progress or Progress()
-    run = Path(run)
+    layout = RunLayout(run)
     for stage in ("windows", "embeddings", "clusters", "cards"):
-        if not (run / stage / "manifest.json").exists():
+        if not layout.stage_manifest(stage).exists():
             raise ConfigError(f"{run}: no finished `{stage}` stage; run `curate cluster ... --out {run}` first")
-    upstream = [json.loads((run / s / "manifest.json").read_text())["parts"] for s in ("windows", "clusters")]
-    (run / "inspect" / "manifest.json").unlink(missing_ok=True)  # an audit always reruns (see docstring)
+    upstream = [StageManifest.read(layout.stage(s)).parts for s in ("windows", "clusters")]
+    layout.stage_manifest("inspect").unlink(missing_ok=True)  # an audit always reruns (see docstring)
     summary: dict[str, Any] = {}
 
     def build(out: Path) -> dict[str, Any]:
-        from splitlm.curate.inspect_report import render_files
-
-        summary.update(_measure(run, config, progress))
+        summary.update(_measure(Path(run), config, progress))
         seconds = summary.pop("_seconds_embedding")  # timings stay out of the rendered files
         render_files(summary, out)
         return {"windows_sampled": summary["sample"]["windows"], "texts_embedded": summary["routing"]["texts_embedded"],
                 "seconds_embedding": seconds}
 
-    manifest, _ = run_stage(run, "inspect", config, sha256_json(upstream), build, seed=config.seed,
-                            versions=("matplotlib", "torch"))
-    summary["cards_updated"] = update_cards(run, summary, config)
+    manifest, _ = stage.run(Path(run), "inspect", config, sha256_json(upstream), build, algorithm=ALGORITHM,
+                            seed=config.seed, versions=("matplotlib", "torch"))
     summary["wall_seconds"] = manifest.wall_seconds  # after rendering: timings stay out of the files
     return summary
 
@@ -93,17 +100,8 @@ def parse_prefix_lengths(text: str) -> tuple[int, ...]:
 
 
 def _measure(run: Path, config: InspectConfig, progress: Progress) -> dict[str, Any]:
-    from splitlm.curate.embeddings import load_vectors
-    from splitlm.curate.inspect_domains import domain_stats
-    from splitlm.curate.inspect_routing import prefix_routing, sample_windows
-    from splitlm.curate.inspect_similarity import cluster_similarity
-    from splitlm.curate.parts import read_table
-    from splitlm.curate.route import Router
-    from splitlm.curate.shards import window_table
-    from splitlm.schemas.tables import ASSIGNMENTS
-    from splitlm.schemas.tokens import TokenArray
-
     router = Router.load(run)
+    lengths = tuple(sorted({*config.prefix_lengths, router.prefix_tokens}))
     k, tokens_NW = router.k, TokenArray(run / "windows").tokens
     labels_N = read_table(run / "clusters", "assignments", ASSIGNMENTS, columns=["cluster"]).column(0).to_numpy()
     split_N = window_table(run)["split"]
@@ -114,13 +112,13 @@ def _measure(run: Path, config: InspectConfig, progress: Progress) -> dict[str, 
         raise ConfigError(f"{run}: no {config.split} windows to sample; rerun `curate cluster` with --val-fraction > 0 "
                           "or pass --split all")
     with progress.stage("prefixes") as advance:
-        routing = prefix_routing(router, tokens_NW, load_vectors(run), labels_N, ids, config.prefix_lengths, advance)
-    clusters = _cluster_rows(dom, routing.hits(CARD_PREFIX), labels_N[ids], split_N[ids] == "val", k)
-    balance = json.loads((run / "clusters" / "manifest.json").read_text())["counts"]
+        routing = prefix_routing(router, tokens_NW, load_vectors(run), labels_N, ids, lengths, advance)
+    clusters = _cluster_rows(dom, routing.hits(router.prefix_tokens), labels_N[ids], split_N[ids] == "val", k)
+    balance = StageManifest.read(run / "clusters").counts
     return {
         "run": run.name, "k": k, "windows": int(len(labels_N)), "window_tokens": int(tokens_NW.shape[1]),
-        "embedder": router.spec["embedder"], "router_prefix_tokens": router.spec["prefix_tokens"],
-        "config": {"label_field": config.label_field, "prefix_lengths": list(config.prefix_lengths),
+        "embedder": router.spec.embedder.model_dump(), "router_prefix_tokens": router.prefix_tokens,
+        "config": {"label_field": config.label_field, "prefix_lengths": list(lengths),
                    "sample": config.sample, "seed": config.seed, "split": config.split, "reference": config.reference},
         "sample": {"split": config.split, "seed": config.seed, "windows": int(len(ids)),
                    "pool": int(len(split_N) if config.split == "all" else (split_N == config.split).sum())},
@@ -137,58 +135,21 @@ def _measure(run: Path, config: InspectConfig, progress: Progress) -> dict[str, 
 
 
 def _cluster_rows(dom, hits_S: np.ndarray, own_S: np.ndarray, val_S: np.ndarray, k: int) -> list[dict[str, Any]]:
-    """Per cluster: size, top label, purity, and routing@32 over the sample and over its validation part."""
-    from splitlm.curate.shards import cluster_name
-
+    """Per cluster: size, top label, purity, and routing accuracy over the sample and over its validation part."""
     rows = []
     for c in range(k):
         mine, mine_val = own_S == c, (own_S == c) & val_S
         rows.append({
             "name": cluster_name(c, k), "windows": int(dom.sizes_K[c]), "top_label": dom.top_label_K[c],
             "purity": round(float(dom.purity_K[c]), 4),
-            "routing_32": _share(hits_S[mine]), "routing_sample": int(mine.sum()),
-            "routing_32_val": _share(hits_S[mine_val]), "routing_val_sample": int(mine_val.sum()),
+            "routing": _share(hits_S[mine]), "routing_sample": int(mine.sum()),
+            "routing_val": _share(hits_S[mine_val]), "routing_val_sample": int(mine_val.sum()),
         })
     return rows
 
 
 def _share(hits: np.ndarray) -> float | None:
     return round(float(hits.mean()), 4) if len(hits) else None
-
-
-def update_cards(run: Path, summary: dict[str, Any], config: InspectConfig) -> list[int]:
-    """Put inspect's validation-window routing@32 into each card whose sample it does not shrink.
-
-    Cards keep meaning "validation windows", so only the validation part of the sample counts. The
-    cards' stage manifest gets the new file hashes, so it still describes its folder.
-    """
-    from splitlm.curate.card_markdown import write_cards
-    from splitlm.curate.stage import atomic_write_text, sha256_file
-    from splitlm.schemas.card import Card
-    from splitlm.schemas.manifest import StageManifest
-
-    folder = run / "cards"
-    cards, updated = [], []
-    for c, row in enumerate(summary["clusters"]):
-        card = Card.model_validate_json((folder / f"{row['name']}.json").read_text())
-        if row["routing_val_sample"] > 0 and row["routing_val_sample"] >= card.routing_sample:
-            card = card.model_copy(update={"routing_accuracy_32": row["routing_32_val"],
-                                           "routing_sample": row["routing_val_sample"]})
-            updated.append(c)
-        cards.append(Card.model_validate(card.model_dump()))  # still schema-valid
-    scratch = run / ".cards.inspect"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir()
-    write_cards(cards, summary["balance"], scratch)
-    manifest = StageManifest.read(folder / "manifest.json")
-    for path in sorted(scratch.iterdir()):
-        os.replace(path, folder / path.name)  # file by file, each atomic
-        manifest.parts[path.name] = sha256_file(folder / path.name)
-    scratch.rmdir()
-    manifest.counts["routing_accuracy_32"] = (f"from `curate inspect` (seed {config.seed}) for clusters {updated}"
-                                              if updated else "from `curate cluster`")
-    atomic_write_text(folder / "manifest.json", manifest.to_json())
-    return updated
 
 
 def write_data_cards(run: Path, dest: Path) -> list[Path]:

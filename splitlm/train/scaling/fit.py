@@ -23,7 +23,7 @@ import numpy as np
 from scipy.optimize import basinhopping, minimize
 
 from splitlm.errors import ConfigError
-from splitlm.train.laws import Law, Points
+from splitlm.train.scaling.laws import Law, Points
 
 Residuals = Literal["loss", "log"]
 

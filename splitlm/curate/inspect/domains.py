@@ -14,14 +14,17 @@ and the top cluster's share. Per cluster: purity = its largest label's share of 
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from splitlm.core.parts import read_table
+from splitlm.curate.ingest import Document, DocumentReader, IngestConfig
+from splitlm.curate.stats import majority_label, ranked_labels
 from splitlm.errors import ConfigError
+from splitlm.schemas.manifest import StageManifest
+from splitlm.schemas.tables import DOCUMENTS, WINDOWS
 
 NO_LABEL = "(none)"
 
@@ -59,7 +62,8 @@ class DomainStats:
 
     @property
     def top_label_K(self) -> list[str]:
-        return [self.labels[i] for i in np.argmax(self.counts_LK, axis=0)]
+        """Per cluster, its most common label (ties by name: the shared majority rule)."""
+        return [top_label([(lab, int(n)) for lab, n in zip(self.labels, col)]) for col in self.counts_LK.T]
 
     @property
     def labelled(self) -> bool:
@@ -81,27 +85,16 @@ def domain_stats(run: Path, labels_N: np.ndarray, k: int, field: str | None) -> 
 
 def window_labels_for(run: Path, field: str | None) -> tuple[str, list[str | None]]:
     """(field name to show, label per window in window-id order)."""
-    from splitlm.curate.parts import read_table
-    from splitlm.schemas.tables import WINDOWS
-
-    ingest = json.loads((run / "documents" / "manifest.json").read_text())["config"]
+    ingest = StageManifest.read(run / "documents").config
     if field in (None, "domain", ingest.get("domain_field")):
         table = read_table(run / "windows", "windows", WINDOWS, columns=["domain"])
         return ingest.get("domain_field") or "domain", table.column("domain").to_pylist()
     pieces = read_table(run / "windows", "windows", WINDOWS, columns=["pieces"]).column("pieces").to_pylist()
     if field == "source":
-        return field, [_majority([(p["source"], p["token_end"] - p["token_start"]) for p in row]) for row in pieces]
+        return field, [majority_label([(p["source"], p["token_end"] - p["token_start"]) for p in row]) for row in pieces]
     by_doc = _reread_field(run, ingest, field)
-    return field, [_majority([(by_doc.get(p["doc_id"]), p["token_end"] - p["token_start"]) for p in row])
+    return field, [majority_label([(by_doc.get(p["doc_id"]), p["token_end"] - p["token_start"]) for p in row])
                    for row in pieces]
-
-
-def _majority(weighted: list[tuple[str | None, int]]) -> str | None:
-    mix: Counter[str] = Counter()
-    for label, n in weighted:
-        if label is not None:
-            mix[label] += n
-    return min(mix.items(), key=lambda kv: (-kv[1], kv[0]))[0] if mix else None
 
 
 def _reread_field(run: Path, ingest: dict, field: str) -> dict[str, str | None]:
@@ -110,10 +103,6 @@ def _reread_field(run: Path, ingest: dict, field: str) -> dict[str, str | None]:
     Documents are matched by (source, line), not by id: generated ids depend on how the inputs
     were named on the command line.
     """
-    from splitlm.curate.ingest import Document, DocumentReader, IngestConfig
-    from splitlm.curate.parts import read_table
-    from splitlm.schemas.tables import DOCUMENTS
-
     docs = read_table(run / "documents", "part", DOCUMENTS, columns=["doc_id", "source", "line"]).to_pydict()
     at = {(s, n): d for d, s, n in zip(docs["doc_id"], docs["source"], docs["line"])}
     sources = list(dict.fromkeys(docs["source"]))
@@ -128,3 +117,8 @@ def _reread_field(run: Path, ingest: dict, field: str) -> dict[str, str | None]:
     if not any(v is not None for v in out.values()):
         raise ConfigError(f"--label-field {field}: no document in {sources[0]} has that field")
     return out
+
+
+def top_label(weighted: list[tuple[str, int]]) -> str:
+    ranked = ranked_labels(weighted)
+    return ranked[0][0] if ranked else NO_LABEL

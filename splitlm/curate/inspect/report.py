@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from splitlm.curate.inspect_domains import DomainStats
-from splitlm.curate.inspect_plots import PAPER_TABLE5
-from splitlm.curate.inspect_routing import PrefixRow
-from splitlm.curate.inspect_similarity import Pair, SimilarityStats
+from splitlm.curate.inspect.domains import DomainStats
+from splitlm.curate.inspect.plots import PAPER_TABLE5, plot_domains, plot_routing, plot_similarity
+from splitlm.curate.inspect.routing import PrefixRow
+from splitlm.curate.inspect.similarity import Pair, SimilarityStats
+from splitlm.schemas.layout import cluster_name
 
 ROUTING_COLUMNS = ("prefix_tokens", "windows", "distinct_prefixes", "r_at_1", "r_at_5", "route_top1", "route_top3",
                    "paper_r_at_1", "paper_r_at_5")
@@ -51,11 +52,9 @@ def _f(x: float, digits: int = 4) -> str:
 
 def render_files(summary: dict[str, Any], out: Path) -> None:
     """Every inspect file but the manifest, from the summary alone."""
-    from splitlm.curate.inspect_plots import plot_domains, plot_routing, plot_similarity
-
     dom, rows, sim = domains_from(summary), routing_from(summary), similarity_from(summary)
     k = summary["k"]
-    names = [f"cluster-{c:02d}" for c in range(k)]
+    names = [cluster_name(c, k) for c in range(k)]
     (out / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
     (out / "domains.csv").write_text(_csv(
         ["label", "windows", "top_cluster", "top_share", "entropy_bits", "effective_clusters"]
@@ -73,9 +72,9 @@ def render_files(summary: dict[str, Any], out: Path) -> None:
         [p.similarity, p.reference, p.partner, _f(p.cosine), f"{p.reference},{p.partner}"] for p in sim.pairs]))
     nearest = [sim.neighbours(i) for i in range(k)]
     (out / "clusters.csv").write_text(_csv(
-        ["cluster", "windows", "top_label", "purity", "routing_top1_at_32", "routing_sample", "nearest",
+        ["cluster", "windows", "top_label", "purity", f"routing_top1_at_{summary['router_prefix_tokens']}", "routing_sample", "nearest",
          "nearest_cosine"],
-        [[c["name"], c["windows"], c["top_label"], _f(c["purity"]), _f(c["routing_32"]), c["routing_sample"],
+        [[c["name"], c["windows"], c["top_label"], _f(c["purity"]), _f(c["routing"]), c["routing_sample"],
           " ".join(f"{j:02d}" for j in nearest[i]), _f(sim.cos_KK[i, nearest[i][0]]) if nearest[i] else ""]
          for i, c in enumerate(summary["clusters"])]))
     plot_domains(dom, out / "domains.png")
@@ -96,11 +95,13 @@ def render_report(summary: dict[str, Any]) -> str:
     lines += _domains_section(dom, k)
     lines += _routing_section(rows, summary)
     lines += _similarity_section(sim)
-    lines += ["## Clusters", "", "| cluster | windows | top label | purity | routing@32 (sample) | nearest (cosine) |",
+    lines += ["## Clusters", "",
+              f"| cluster | windows | top label | purity | routing@{summary['router_prefix_tokens']} (sample) "
+              "| nearest (cosine) |",
               "|---|---:|---|---:|---:|---|"]
     for i, c in enumerate(summary["clusters"]):
         near = ", ".join(f"{j:02d} ({sim.cos_KK[i, j]:.2f})" for j in sim.neighbours(i))
-        acc = "n/a" if c["routing_32"] is None else f"{c['routing_32']:.0%} ({c['routing_sample']})"
+        acc = "n/a" if c["routing"] is None else f"{c['routing']:.0%} ({c['routing_sample']})"
         lines.append(f"| [{c['name']}](../cards/{c['name']}.md) | {c['windows']:,} | {c['top_label']} | "
                      f"{c['purity']:.0%} | {acc} | {near} |")
     lines += ["", "Files: `domains.csv` (counts and shares per label), `clusters.csv`, `routing_recall.csv`, "
@@ -165,30 +166,3 @@ def _similarity_section(sim: SimilarityStats) -> list[str]:
                   "| similarity | clusters | centroid cosine |", "|---|---|---:|"]
         lines += [f"| {p.similarity} | {p.reference:02d} + {p.partner:02d} | {p.cosine:.3f} |" for p in sim.pairs]
     return lines + [""]
-
-
-def print_summary(summary: dict[str, Any], out: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    dom = domains_from(summary)
-    if dom.labelled:
-        table = Table(title=f"{dom.field} x cluster (share of each label's windows)")
-        for name in ("label", "windows", "top cluster", "top share", "eff. clusters"):
-            table.add_column(name, justify="left" if name == "label" else "right")
-        for lab, n, tc, ts, h in zip(dom.labels, dom.counts_LK.sum(1), dom.top_cluster_L, dom.top_share_L,
-                                     dom.entropy_bits_L):
-            table.add_row(lab, f"{n:,}", f"{tc:02d}", f"{ts:.0%}", f"{2.0 ** h:.1f}")
-        console.print(table)
-    table = Table(title=f"prefix routing ({summary['sample']['windows']:,} {summary['sample']['split']} windows, "
-                        f"K={summary['k']})")
-    for name in ("P tokens", "R@1", "R@5", "route top-1", "route top-3"):
-        table.add_column(name, justify="right")
-    for r in routing_from(summary):
-        table.add_row(str(r.prefix_tokens), f"{r.r_at_1:.3f}", f"{r.r_at_5:.3f}", f"{r.route_top1:.3f}",
-                      f"{r.route_top3:.3f}")
-    console.print(table)
-    pairs = ", ".join(f"{p.similarity}: {p.reference:02d}+{p.partner:02d}" for p in similarity_from(summary).pairs)
-    console.print(f"App. F pairs: {pairs or 'n/a (K = 1)'}")
-    console.print(f"inspect took {summary.get('wall_seconds', 0):.1f}s; report: {out / 'report.md'}")

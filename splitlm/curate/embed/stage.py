@@ -11,7 +11,6 @@ window i) and the scratch folder is removed. The same windows and config give th
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from splitlm.curate.embed import EmbedConfig
+from splitlm.core.atomic import atomic_path
+from splitlm.core.stage import work_dir
+from splitlm.curate.embed.model import EmbedConfig, Embedder
+from splitlm.curate.embed.ray import embed_parts
 from splitlm.errors import ConfigError
+from splitlm.schemas.manifest import StageManifest
+from splitlm.schemas.tokens import TokenArray
+from splitlm.tokenizer import load_tokenizer
+
+ALGORITHM = 1  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
 
 
 @dataclass(frozen=True)
@@ -52,22 +59,14 @@ def load_vectors(run: Path) -> np.ndarray:
 
 
 def _save_part(path: Path, vectors: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, vectors)
-    os.replace(tmp, path)
 
 
 def write_embeddings(run: Path, out: Path, config: EmbeddingsConfig, key: str, advance=lambda n: None,
                      embedder=None) -> dict[str, Any]:
-    import json
-
-    from splitlm.curate.stage import work_dir
-    from splitlm.schemas.tokens import TokenArray
-    from splitlm.tokenizer import load_tokenizer
-
     windows = TokenArray(run / "windows")
-    tok = load_tokenizer(json.loads((run / "windows" / "manifest.json").read_text())["config"]["tokenizer"])
+    tok = load_tokenizer(StageManifest.read(run / "windows").config["tokenizer"])
     scratch = work_dir(run, "embeddings", key)
     n, size = len(windows), config.part_size
     parts = [(i, min(i + size, n)) for i in range(0, n, size)]
@@ -83,12 +82,8 @@ def write_embeddings(run: Path, out: Path, config: EmbeddingsConfig, key: str, a
         advance(parts[index][1] - parts[index][0])
 
     if config.engine == "ray":
-        from splitlm.curate.ray_engine import embed_parts
-
         spec = embed_parts(todo, texts, save, config.embed, config.ray_address, config.ray_workers)
     else:
-        from splitlm.curate.embed import Embedder
-
         embedder = embedder or Embedder(config.embed)
         for index, lo, hi in todo:
             save(index, embedder.encode(texts(lo, hi)))

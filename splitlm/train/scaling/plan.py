@@ -29,7 +29,7 @@ import numpy as np
 from scipy.optimize import brentq, minimize_scalar
 
 from splitlm.errors import ConfigError, InputError
-from splitlm.train.laws import Points, SplitLaw
+from splitlm.train.scaling.laws import Points, SplitLaw
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from splitlm.curate.embed import EmbedConfig
+from splitlm.curate.embed.model import EmbedConfig, Embedder
 from splitlm.errors import ConfigError
 
 
@@ -24,7 +24,6 @@ def _actor_class():
         def __init__(self, config: EmbedConfig, threads: int):
             import torch
 
-            from splitlm.curate.embed import Embedder
 
             torch.set_num_threads(max(threads, 1))
             self.embedder = Embedder(config)

@@ -1,0 +1,112 @@
+"""Where everything lives: every folder and file of a curated run (RUN) and of a split run (TRAIN).
+
+One cluster-name rule for both: `cluster-XX`, zero-padded to at least two digits and to as many
+as the largest id of the run needs (`cluster-007` from K = 101 on).
+
+RUN/                         (`curate cluster --out RUN`)
+  manifest.json              the run summary (`RunSummary`): every document and token accounted for
+  documents/ dedup/ windows/ embeddings/ clusters/ shards/ cards/   one folder per stage, each
+                             complete when its manifest.json exists (`StageManifest`)
+  clusters/router.json + router.safetensors    the router (`RouterSpec` + centroids_KD, biases_K)
+  shards/cluster-XX/{train,val}/   tokens.bin + tokens.json + index.parquet
+  inspect/                   `curate inspect`      export/<format>/   `curate export`
+  .work/<stage>/<key>/       resumable scratch parts, removed when the stage completes
+TRAIN/                       (`train split --out TRAIN`)
+  split.json                 the split config; pretrain/ and branches/split-<tokens>/cluster-XX/ job folders
+  losses.csv + losses.parquet (`LOSSES`)          routed/   `train eval`
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+STAGES = ("documents", "dedup", "windows", "embeddings", "clusters", "shards", "cards")
+SPLITS = ("train", "val")
+
+
+def cluster_name(cluster: int, k: int) -> str:
+    return f"cluster-{cluster:0{max(2, len(str(k - 1)))}d}"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    def stage(self, name: str) -> Path:
+        return self.root / name
+
+    def stage_manifest(self, name: str) -> Path:
+        return self.root / name / "manifest.json"
+
+    @property
+    def router_spec(self) -> Path:
+        return self.root / "clusters" / "router.json"
+
+    @property
+    def router_tensors(self) -> Path:
+        return self.root / "clusters" / "router.safetensors"
+
+    @property
+    def vectors(self) -> Path:
+        return self.root / "embeddings" / "vectors.npy"
+
+    def shard(self, cluster: int, k: int, split: str) -> Path:
+        return self.root / "shards" / cluster_name(cluster, k) / split
+
+    def card(self, cluster: int, k: int, suffix: str = "json") -> Path:
+        return self.root / "cards" / f"{cluster_name(cluster, k)}.{suffix}"
+
+    @property
+    def inspect(self) -> Path:
+        return self.root / "inspect"
+
+    def export(self, fmt: str) -> Path:
+        return self.root / "export" / fmt
+
+
+def export_file(cluster: int, k: int, split: str, suffix: str) -> str:
+    """The file name `curate export` gives one cluster's split, e.g. `cluster-03-train.parquet`."""
+    return f"{cluster_name(cluster, k)}-{split}.{suffix}"
+
+
+@dataclass(frozen=True)
+class TrainLayout:
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def config(self) -> Path:
+        return self.root / "split.json"
+
+    @property
+    def pretrain(self) -> Path:
+        return self.root / "pretrain"
+
+    def branch(self, split_tokens: int, cluster: int, k: int) -> Path:
+        return self.root / "branches" / f"split-{split_tokens:012d}" / cluster_name(cluster, k)
+
+    def split_points(self) -> list[int]:
+        """Split points (tokens) that have a branch folder."""
+        return sorted(int(p.name.split("-")[1]) for p in (self.root / "branches").glob("split-*"))
+
+    @property
+    def losses_csv(self) -> Path:
+        return self.root / "losses.csv"
+
+    @property
+    def losses_parquet(self) -> Path:
+        return self.root / "losses.parquet"
+
+    @property
+    def routed(self) -> Path:
+        return self.root / "routed"

@@ -38,7 +38,7 @@ def hand_loop(job, bf16: bool) -> float:
     info = data.read_run(job.run)
     size = models.get_size(job.size)
     model = _initial_model(job, info).train()
-    shards = [data.open_shard(job.run, k, "train", info.seq_len) for k in job.train_clusters]
+    shards = [data.open_shard(job.run, k, "train", info) for k in job.train_clusters]
     loader = DataLoader(data.ShuffledStream(shards, job.steps * job.batch_size, job.seed), job.batch_size)
     # The Trainer's grouping: no weight decay on biases and norms.
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]

@@ -9,7 +9,8 @@ import pytest
 
 from splitlm.core.parts import PartWriter, read_table
 from splitlm.errors import SchemaError
-from splitlm.schemas import ASSIGNMENTS, DOCUMENTS, DUPLICATES, QUARANTINE, SHARD_INDEX, WINDOWS, StageManifest
+from splitlm.schemas.manifest import StageManifest
+from splitlm.schemas.tables import ASSIGNMENTS, DOCUMENTS, DUPLICATES, QUARANTINE, SHARD_INDEX, WINDOWS
 
 ROWS = {
     "documents": (DOCUMENTS, {"doc_id": "a", "text": "t", "domain": None, "source": "f.jsonl", "line": 3}),

@@ -43,7 +43,7 @@ def news_sample(tmp_path_factory, news_path):
 
 def test_run_manifest_adds_up(news_sample, tmp_path):
     config = WindowsRunConfig(ingest=IngestConfig(domain_field="meta.newsgroup"))
-    summary = run_windows([news_sample], tmp_path / "run", config)
+    summary = run_windows([news_sample], tmp_path / "run", config).model_dump(exclude_none=True)
     on_disk = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert on_disk == summary and all(key in on_disk for key in REQUIRED)
     assert summary["documents_in"] == 1501
@@ -76,7 +76,7 @@ def test_changed_option_recomputes_downstream_only(news_sample, tmp_path):
     run_windows([news_sample], tmp_path / "a", WindowsRunConfig())
     progress = Progress()
     summary = run_windows([news_sample], tmp_path / "a", WindowsRunConfig(windows=WindowsConfig(seq_len=1023)),
-                          progress)
+                          progress).model_dump()
     assert progress.notes == ["documents: up to date, skipped", "dedup: up to date, skipped"]
     assert summary["seq_len"] == 1023
 

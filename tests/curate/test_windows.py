@@ -28,7 +28,7 @@ def _run(corpus, out, **windows):
     from splitlm.curate.ingest import IngestConfig
 
     config = WindowsRunConfig(ingest=IngestConfig(domain_field="lab"), windows=WindowsConfig(**windows))
-    return run_windows([corpus], out, config)
+    return run_windows([corpus], out, config).model_dump(exclude_none=True)
 
 
 def _rows(run):

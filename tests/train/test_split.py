@@ -16,6 +16,7 @@ import pytest
 
 from splitlm.cli.train_split import parse_tokens
 from splitlm.errors import ConfigError
+from splitlm.schemas.losses import LOSS_COLUMNS
 from splitlm.train import evaluate, runner
 from splitlm.train.split import SplitConfig, plan_budget, plan_jobs, split
 
@@ -56,7 +57,7 @@ def test_token_accounting_in_the_losses_table(split_train):
 def test_losses_table_schema_and_meaning(split_train):
     table = pq.read_table(split_train / "losses.parquet")
     assert table.schema == evaluate.LOSSES
-    assert pacsv.read_csv(split_train / "losses.csv").column_names == list(runner.LOSS_COLUMNS)
+    assert pacsv.read_csv(split_train / "losses.csv").column_names == list(LOSS_COLUMNS)
     rows = table.to_pylist()
     keys = [(r["split_at"], r["cluster"], r["eval_cluster"], r["step"]) for r in rows]
     assert len(keys) == len(set(keys))

@@ -20,10 +20,10 @@ import numpy as np
 import polars as pl
 
 from splitlm.train.scaling.fit import FitConfig, metrics
-from splitlm.train.scaling.report import run_fit
-from splitlm.train.scaling.table import EXAMPLE_SPLIT_PARAMS, TableSpec, parse_columns, synthetic_table
 from splitlm.train.scaling.laws import Chinchilla, SplitLaw
 from splitlm.train.scaling.plan import MixtureLoss, optimal_split
+from splitlm.train.scaling.report import run_fit
+from splitlm.train.scaling.table import EXAMPLE_SPLIT_PARAMS, TableSpec, parse_columns, synthetic_table
 
 ROOT = Path(__file__).resolve().parent.parent
 HOFFMANN = ROOT.parent / "shared" / "reference" / "chinchilla_epoch_svg_extracted.csv"

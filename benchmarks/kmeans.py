@@ -57,7 +57,8 @@ def skewed_sphere(n: int, d: int = 384, components: int = 20, seed: int = 0) -> 
 
 
 def compare(name: str, x_ND: np.ndarray, k: int, rounds: int, iters: int, seed: int) -> None:
-    from splitlm.curate.cluster.kmeans import KMeansConfig, assign, balance_stats, fit_balanced_kmeans, plain_faiss_kmeans
+    from splitlm.curate.cluster.faiss_ops import plain_faiss_kmeans
+    from splitlm.curate.cluster.kmeans import KMeansConfig, assign, balance_stats, fit_balanced_kmeans
 
     cfg = KMeansConfig(k=k, iters=iters, seed=seed)
     t_plain, t_ours = [], []

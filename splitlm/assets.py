@@ -19,6 +19,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from splitlm.core.atomic import atomic_write_bytes
 from splitlm.demo_corpus import DEMO_CORPUS_SHA256, build_documents, write_jsonl
 from splitlm.errors import AssetError
 
@@ -57,9 +58,7 @@ def _sha256(data: bytes) -> str:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data)
 
 
 def _pip_download(requirement: str, dest: Path, sdist: bool) -> Path:

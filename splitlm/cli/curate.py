@@ -93,7 +93,7 @@ def cluster(
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join; default starts a local one.")] = None,
     ray_workers: Annotated[int, typer.Option(help="Embedder actors under Ray (0: one per CPU or GPU).")] = 0,
     val_max_docs: Annotated[int, typer.Option(help="Validation documents kept per cluster.")] = 10_000,
-    prefix_tokens: Annotated[int, typer.Option(help="Router prefix length in tokens.")] = 32,
+    prefix_tokens: Annotated[int, typer.Option(help="Router prefix length in tokens (route, cards, eval use it).")] = 32,
     seq_len: SeqLen = 2048,
     tokenizer: Tokenizer = "gpt2",
     text_field: TextField = "text",
@@ -108,8 +108,7 @@ def cluster(
     max_chars: MaxChars = 50_000_000,
 ) -> None:
     """Windows, then embed, balanced k-means, router, per-cluster shards and cluster cards."""
-    from splitlm.cli.progress import RichProgress
-    from splitlm.cli.tables import print_cluster_summary
+    from splitlm.cli import progress, tables
     from splitlm.curate.cluster.kmeans import KMeansConfig
     from splitlm.curate.cluster.stage import ClustersConfig
     from splitlm.curate.embed.model import EmbedConfig
@@ -123,13 +122,11 @@ def cluster(
         embeddings=EmbeddingsConfig(embed=EmbedConfig(mode=embed_mode, precision=precision), storage=embed_storage,
                                     part_size=embed_part_size, engine=engine, ray_address=ray_address,
                                     ray_workers=ray_workers),
-        clusters=ClustersConfig(kmeans=KMeansConfig(k=k, iters=iters, seed=seed,
-                                                    sample_per_centroid=sample_per_centroid,
-                                                    capacity_eps=capacity_eps), prefix_tokens=prefix_tokens),
+        clusters=ClustersConfig(KMeansConfig(k=k, iters=iters, seed=seed, sample_per_centroid=sample_per_centroid,
+                                             capacity_eps=capacity_eps), prefix_tokens=prefix_tokens),
         shards=ShardsConfig(val_max_docs=val_max_docs),
     )
-    summary = run_cluster(inputs, out, config, RichProgress())
-    print_cluster_summary(summary, out)
+    tables.print_cluster_summary(run_cluster(inputs, out, config, progress.RichProgress()), out)
 
 
 @app.command()

@@ -10,13 +10,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import struct
 from pathlib import Path
 
 import numpy as np
 
+from splitlm.core.atomic import fresh_folder, publish_folder
 from splitlm.errors import ConfigError, SchemaError
 from splitlm.schemas.tokens import TokenArray
 
@@ -77,14 +77,11 @@ def export_run(run: Path, fmt: str, out: Path | None = None) -> Path:
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {FORMATS}, got {fmt!r}")
     target = out or run / "export" / fmt
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    partial = fresh_folder(target.with_name(f".{target.name}.partial"))
     for cluster, name, folder in _shards(run):
         if fmt == "megatron":
             write_megatron(folder, name, partial)
         else:
             write_parquet(folder, name, cluster, partial)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(partial, target)
+    publish_folder(partial, target)
     return target

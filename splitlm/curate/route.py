@@ -7,9 +7,9 @@ would reject carry `error` (the quarantine reason) instead, so nothing is silent
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from splitlm.core.atomic import atomic_path
 from splitlm.curate.cluster.router import Router
 from splitlm.curate.ingest import DocumentReader, IngestConfig, Rejected
 from splitlm.errors import ConfigError
@@ -23,7 +23,6 @@ def route_documents(run: Path, inputs: list[Path], out: Path, ingest: IngestConf
     router = Router.load(run)
     reader = DocumentReader(inputs, ingest)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     counts = {"routed": 0, "rejected": 0}
     batch: list = []
 
@@ -43,11 +42,10 @@ def route_documents(run: Path, inputs: list[Path], out: Path, ingest: IngestConf
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         batch.clear()
 
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for item in reader:
             batch.append(item)
             if len(batch) >= batch_size:
                 flush(fh)
         flush(fh)
-    os.replace(tmp, out)
     return counts

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from splitlm.core.atomic import atomic_write_text
+from splitlm.core.atomic import atomic_path, atomic_write_text
 from splitlm.curate.cluster.router import Router
 from splitlm.errors import ConfigError
 from splitlm.schemas.layout import TrainLayout
@@ -41,13 +41,12 @@ def write_losses(out: Path) -> Path:
     import pyarrow.csv as pacsv
 
     table = collect_losses(out)
-    tmp = out / ".losses.parquet.tmp"
-    pq.write_table(table, tmp)
-    tmp.replace(out / "losses.parquet")
-    tmp = out / ".losses.csv.tmp"
-    pacsv.write_csv(table, tmp)
-    tmp.replace(out / "losses.csv")
-    return out / "losses.csv"
+    layout = TrainLayout(out)
+    with atomic_path(layout.losses_parquet) as tmp:
+        pq.write_table(table, tmp)
+    with atomic_path(layout.losses_csv) as tmp:
+        pacsv.write_csv(table, tmp)
+    return layout.losses_csv
 
 
 def compare_final(table: pa.Table) -> list[dict]:

@@ -13,14 +13,13 @@ does too so the two have comparable counts) and use no dropout, as in modern pre
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from splitlm.core.atomic import fresh_folder, publish_folder
 from splitlm.errors import ConfigError
 
 ARCHES = ("gpt2", "llama")
@@ -134,8 +133,6 @@ def weights_sha256(model: torch.nn.Module) -> str:
 
 def save_weights(model: torch.nn.Module, folder: Path) -> None:
     """`save_pretrained` (safetensors) into a temporary folder, then rename it into place."""
-    tmp = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = fresh_folder(folder.with_name(f".{folder.name}.partial"))
     model.save_pretrained(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    publish_folder(tmp, folder)

@@ -123,12 +123,12 @@ def test_label_field_rereads_the_corpus(run, corpus, monkeypatch):
 
 @pytest.mark.slow
 def test_route_top1_is_the_routers_own_answer(run):
-    from splitlm.curate.inspect.routing import sample_windows
+    import pyarrow.parquet as pq
+
     from splitlm.curate.cluster.router import Router
+    from splitlm.curate.inspect.routing import sample_windows
     from splitlm.curate.shards import window_table
     from splitlm.schemas.tokens import TokenArray
-
-    import pyarrow.parquet as pq
 
     summary = json.loads((run / "inspect" / "summary.json").read_text())
     ids = sample_windows(window_table(run)["split"], "all", 10_000, 0)
@@ -145,9 +145,9 @@ def test_route_top1_is_the_routers_own_answer(run):
 @pytest.mark.slow
 def test_reused_vectors_are_what_embedding_the_prefix_gives(run):
     """A prefix feeding MiniLM the stored vector's exact word pieces may reuse that vector."""
+    from splitlm.curate.cluster.router import Router
     from splitlm.curate.embed.stage import load_vectors
     from splitlm.curate.inspect.routing import _same_model_input
-    from splitlm.curate.cluster.router import Router
     from splitlm.schemas.tokens import TokenArray
 
     router = Router.load(run)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from splitlm.curate.cluster.faiss_ops import plain_faiss_kmeans
 from splitlm.curate.cluster.kmeans import (
     KMeansConfig,
     assign,
     assign_with_capacity,
     balance_stats,
     fit_balanced_kmeans,
-    plain_faiss_kmeans,
 )
 from splitlm.errors import ConfigError
 

@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 from splitlm.cli.train import app
 from splitlm.errors import ConfigError
 from splitlm.train.scaling.fit import FitConfig, draw_starts, fit_law, huber_objective, metrics
-from splitlm.train.scaling.report import run_fit
-from splitlm.train.scaling.table import EXAMPLE_SPLIT_PARAMS, TableSpec, load_runs, parse_columns, synthetic_table
 from splitlm.train.scaling.laws import Points, SplitLaw, make_law
 from splitlm.train.scaling.plan import MixtureLoss, optimal_split
+from splitlm.train.scaling.report import run_fit
+from splitlm.train.scaling.table import EXAMPLE_SPLIT_PARAMS, TableSpec, load_runs, parse_columns, synthetic_table
 
 ROOT = Path(__file__).resolve().parents[2]
 HOFFMANN = ROOT.parent / "shared" / "reference" / "chinchilla_epoch_svg_extracted.csv"

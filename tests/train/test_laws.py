@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from splitlm.errors import ConfigError
-from splitlm.train.scaling.table import EXAMPLE_SPLIT_PARAMS
 from splitlm.train.scaling.laws import LAWS, Chinchilla, LiewKato, Points, SplitLaw, make_law
+from splitlm.train.scaling.table import EXAMPLE_SPLIT_PARAMS
 
 
 def _points(rng: np.random.Generator, n: int = 40) -> Points:

@@ -12,9 +12,17 @@ from typer.testing import CliRunner
 
 from splitlm.cli.train import app
 from splitlm.errors import ConfigError
-from splitlm.train.scaling.table import EXAMPLE_SPLIT_PARAMS, synthetic_table
 from splitlm.train.scaling.laws import SplitLaw
-from splitlm.train.scaling.plan import MixtureLoss, PlanConfig, d_split, fit_power_law, load_mixture, optimal_split, plan
+from splitlm.train.scaling.plan import (
+    MixtureLoss,
+    PlanConfig,
+    d_split,
+    fit_power_law,
+    load_mixture,
+    optimal_split,
+    plan,
+)
+from splitlm.train.scaling.table import EXAMPLE_SPLIT_PARAMS, synthetic_table
 
 NAMES = SplitLaw().names
 N = 1.3e9

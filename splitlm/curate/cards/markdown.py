@@ -42,6 +42,8 @@ def render_card(card: Card, k: int) -> str:
         f"| duplicates removed (kept copy here) | {card.dedup_removals:,} |",
         f"| embedding | {card.provenance.embedder.get('model_id')} ({card.embed_mode}, "
         f"{card.provenance.embedder.get('precision')}) |",
+        "", "The front matter's `data_files` are the Parquet files that `curate export RUN --format parquet` writes "
+        "(`datasets.load_dataset(\"parquet\", data_files=...)` reads them); the shards themselves are raw token arrays.",
         "", "## Top terms", "", ", ".join(card.top_terms) or "(none)", "",
     ]
     if card.domains:

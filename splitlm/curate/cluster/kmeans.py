@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from splitlm.curate.cluster.faiss_ops import gpu_biased_index, gpu_count, gpu_top2
 from splitlm.curate.cluster.prices import solve_biases, top2
 from splitlm.errors import ConfigError
 
@@ -182,28 +183,6 @@ def assign_with_capacity(
     return labels_N, dist_N
 
 
-def plain_faiss_kmeans(
-    x_ND: np.ndarray, k: int, iters: int = 20, seed: int = 0, sample_per_centroid: int = 512
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Baseline: faiss.Kmeans (spherical, same sample size and iterations), then nearest centroid.
-
-    Expects unit rows, as spherical k-means does; returns (centroids_KD, labels_N, dist_N).
-    """
-    import faiss
-
-    _check(x_ND, k)
-    x = np.ascontiguousarray(x_ND, dtype=np.float32)
-    km = faiss.Kmeans(
-        x.shape[1], k, niter=iters, seed=seed, spherical=True, max_points_per_centroid=sample_per_centroid,
-        gpu=_gpu_count() > 0,
-    )
-    km.train(x)
-    ip_N1, labels_N1 = km.index.search(x, 1)  # km.index is inner-product when spherical
-    labels_N = labels_N1[:, 0].astype(np.int32)
-    dist_N = 1.0 + (km.centroids[labels_N] ** 2).sum(1) - 2.0 * ip_N1[:, 0]  # rows are unit vectors
-    return km.centroids, labels_N, np.maximum(dist_N, 0).astype(np.float32)
-
-
 def _check(x_ND: np.ndarray, k: int) -> int:
     if x_ND.ndim != 2:
         raise ConfigError(f"k-means needs a 2-d array of vectors, got shape {x_ND.shape}")
@@ -253,7 +232,7 @@ def _assign_top2(x_ND, centroids_KD, biases_K, chunk):
     n, k = len(x_ND), len(centroids_KD)
     sq_c = (centroids_KD.astype(np.float64) ** 2).sum(1)
     half_b = biases_K.astype(np.float32) / 2
-    gpu_index = _gpu_biased_index(centroids_KD, biases_K) if _gpu_count() > 0 else None
+    gpu_index = gpu_biased_index(centroids_KD, biases_K) if gpu_count() > 0 else None
     labels_N = np.empty(n, dtype=np.int32)
     dist_N = np.empty(n, dtype=np.float32)
     regret_N = np.empty(n, dtype=np.float32)
@@ -261,7 +240,7 @@ def _assign_top2(x_ND, centroids_KD, biases_K, chunk):
         x_CD = np.asarray(x_ND[s : s + chunk], dtype=np.float32)
         norm_C = np.sqrt(np.einsum("nd,nd->n", x_CD, x_CD))
         if gpu_index is not None:
-            top1_C, top2_C, label_C = _gpu_top2(gpu_index, x_CD / np.maximum(norm_C, 1e-12)[:, None])
+            top1_C, top2_C, label_C = gpu_top2(gpu_index, x_CD / np.maximum(norm_C, 1e-12)[:, None])
         else:  # one GEMM, then divide the K x C scores by the norms instead of copying x normalised
             cos_KC = centroids_KD @ x_CD.T
             cos_KC /= np.maximum(norm_C, 1e-12)
@@ -295,25 +274,3 @@ def _exact_cos(x_mD: np.ndarray, centroids_KD: np.ndarray, block: int = 256) -> 
         x_bD /= np.maximum(np.sqrt((x_bD * x_bD).sum(1, keepdims=True)), 1e-12)
         out_mK[s : s + block] = (x_bD[:, None, :] * c_KD[None]).sum(-1)
     return out_mK
-
-
-def _gpu_biased_index(centroids_KD: np.ndarray, biases_K: np.ndarray):
-    """faiss GPU inner-product index over [c, -b/2]: [x, 1].[c, -b/2] = x.c - b/2."""
-    import faiss
-
-    aug_KD1 = np.hstack([centroids_KD, -biases_K[:, None] / 2]).astype(np.float32)
-    index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(aug_KD1.shape[1]))
-    index.add(aug_KD1)
-    return index
-
-
-def _gpu_top2(index, x_CD: np.ndarray):
-    x_CD1 = np.hstack([x_CD, np.ones((len(x_CD), 1), np.float32)])
-    top_C2, idx_C2 = index.search(x_CD1, min(2, index.ntotal))
-    return top_C2[:, 0], top_C2[:, -1], idx_C2[:, 0].astype(np.int64)
-
-
-def _gpu_count() -> int:
-    import faiss
-
-    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0

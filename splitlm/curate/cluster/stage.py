@@ -16,13 +16,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from splitlm.curate.cluster.faiss_ops import plain_faiss_kmeans
 from splitlm.curate.cluster.kmeans import (
     KMeansConfig,
     assign,
     assign_with_capacity,
     balance_stats,
     fit_balanced_kmeans,
-    plain_faiss_kmeans,
 )
 from splitlm.curate.cluster.router import Router
 from splitlm.curate.embed.stage import load_vectors

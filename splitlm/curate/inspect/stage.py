@@ -26,6 +26,7 @@ import numpy as np
 from splitlm.core.hashing import sha256_json
 from splitlm.core.parts import read_table
 from splitlm.core.progress import Progress
+from splitlm.curate import stage as curate_stage
 from splitlm.curate.cluster.router import Router
 from splitlm.curate.embed.stage import load_vectors
 from splitlm.curate.inspect.domains import domain_stats
@@ -85,7 +86,7 @@ def run_inspect(run: Path, config: InspectConfig | None = None, progress: Progre
         return {"windows_sampled": summary["sample"]["windows"], "texts_embedded": summary["routing"]["texts_embedded"],
                 "seconds_embedding": seconds}
 
-    manifest, _ = stage.run(Path(run), "inspect", config, sha256_json(upstream), build, algorithm=ALGORITHM,
+    manifest, _ = curate_stage.run(Path(run), "inspect", config, sha256_json(upstream), build, algorithm=ALGORITHM,
                             seed=config.seed, versions=("matplotlib", "torch"))
     summary["wall_seconds"] = manifest.wall_seconds  # after rendering: timings stay out of the files
     return summary

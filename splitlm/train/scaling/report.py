@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from splitlm.core.atomic import atomic_write_text
 from splitlm.train.scaling.fit import FitConfig, FitResult, fit_law, metrics
 from splitlm.train.scaling.laws import Law
 from splitlm.train.scaling.table import Runs, TableSpec, load_runs
@@ -187,7 +188,5 @@ def write(report: FitReport, table: Path, out_dir: Path) -> dict:
         pl.col("_loss").alias("loss"), pl.col("_pred").alias("predicted"), pl.col("_train").alias("train"),
     ).write_csv(out_dir / "predictions.csv")
     plot(report, out_dir / "pred_vs_obs.png")
-    tmp = out_dir / "fit.json.tmp"
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    tmp.replace(out_dir / "fit.json")  # written last: its presence means the fit is complete
+    atomic_write_text(out_dir / "fit.json", json.dumps(out, indent=2) + "\n")  # last: the fit is complete
     return out

@@ -1,4 +1,9 @@
-"""Shared test setup: offline hub, one thread per library, and the shared corpora folder."""
+"""Shared test setup: offline hub, one thread per library, and the shared corpora folder.
+
+Tests that read ../shared (20 Newsgroups, reference tables) are marked `shared`, by hand or, for
+every test that uses the `news_path` fixture, here. `make test` runs them when ../shared/corpora
+is there and otherwise leaves them out with one line saying so.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,16 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_CORPORA = ROOT.parent / "shared" / "corpora"
 NEWS = SHARED_CORPORA / "20news_bydate.jsonl.gz"
+
+
+SHARED_FIXTURES = {"news_path"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that read ../shared carry the `shared` marker, so `make test` can leave them out without it."""
+    for item in items:
+        if SHARED_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.shared)
 
 
 @pytest.fixture(scope="session")

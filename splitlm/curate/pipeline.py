@@ -28,6 +28,7 @@ from splitlm.curate.stage import run_with_progress as _stage
 from splitlm.errors import ConfigError
 from splitlm.schemas.layout import RunLayout
 from splitlm.schemas.manifest import StageManifest
+from splitlm.schemas.router import EmbedderSpec
 from splitlm.schemas.run import RunSummary
 from splitlm.schemas.tables import DOCUMENTS, DUPLICATES
 from splitlm.tokenizer import load_tokenizer
@@ -129,7 +130,8 @@ def run_cluster(inputs: list[Path | str], run: Path, config: ClusterRunConfig,
                    lambda out, adv: shards.write_shards(run, out, config.shards, adv), progress,
                    algorithm=shards.ALGORITHM, total=summary.windows)
     provenance = {"run": run.name, "config_hash": sha256_json(canonical(config)), "corpus_fingerprint": corpus,
-                  "embedder": emb.counts["embedder"], "tokenizer": summary.tokenizer,
+                  # field order fixed by the spec, whether the stage ran now or was read back from disk
+                  "embedder": EmbedderSpec(**emb.counts["embedder"]).model_dump(), "tokenizer": summary.tokenizer,
                   "versions": library_versions("torch", "transformers", "sentence-transformers", "faiss-cpu",
                                                "tokenizers")}
     _stage(run, "cards", {"cards": canonical(config.cards), "provenance": provenance},

@@ -33,6 +33,16 @@ CLUSTERS = {0: ["tiny"], 1: ["code"], 2: ["wiki", "c4"]}
 TRAIN_WINDOWS, VAL_WINDOWS = 48, 8  # per newsgroup
 
 
+TRAINER_FIXTURES = {"split_train"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that uses the shared split run depends on the real HF Trainer: it is `slow`."""
+    for item in items:
+        if TRAINER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     torch.set_num_threads(1)

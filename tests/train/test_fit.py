@@ -38,6 +38,7 @@ def paper_grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.shared
 def test_chinchilla_reference_through_the_cli(tmp_path: Path) -> None:
     """Epoch AI's replication of Hoffmann et al. (log residuals, Huber 1e-3, 5 highest dropped)."""
     assert HOFFMANN.exists(), f"{HOFFMANN} is missing: the test needs ../shared/reference"

@@ -121,6 +121,7 @@ def test_eval_windows_are_evenly_spaced(tiny_run):
     assert list(EvalWindows(shard, 4).rows) == [0, 5, 10, 15]
 
 
+@pytest.mark.slow
 def test_branching_from_a_missing_checkpoint_is_a_user_error(tiny_run, tmp_path):
     job = runner.TrainJob("b", tmp_path / "b", tiny_run, "tiny", "gpt2", tmp_path / "nothing", (0,), (0,), 1, 0, 2, 1, 1)
     with pytest.raises(ConfigError, match="no saved model"):

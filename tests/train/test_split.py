@@ -91,6 +91,7 @@ def test_rerun_with_other_flags_is_refused(split_train, tiny_run):
         split(other, split_train)
 
 
+@pytest.mark.slow
 def test_clusters_subset(tiny_run, tmp_path):
     cfg = SplitConfig(run=tiny_run, size="tiny", **SPLIT_FLAGS)
     _, _, branches = plan_jobs(cfg, tmp_path, clusters=(0, 2))

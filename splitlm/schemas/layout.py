@@ -30,12 +30,15 @@ def cluster_name(cluster: int, k: int) -> str:
 
 
 @dataclass(frozen=True)
-class RunLayout:
+class _Folder:
     root: Path
 
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root))
 
+
+@dataclass(frozen=True)
+class RunLayout(_Folder):
     @property
     def manifest(self) -> Path:
         return self.root / "manifest.json"
@@ -78,12 +81,7 @@ def export_file(cluster: int, k: int, split: str, suffix: str) -> str:
 
 
 @dataclass(frozen=True)
-class TrainLayout:
-    root: Path
-
-    def __post_init__(self):
-        object.__setattr__(self, "root", Path(self.root))
-
+class TrainLayout(_Folder):
     @property
     def config(self) -> Path:
         return self.root / "split.json"

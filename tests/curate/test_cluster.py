@@ -99,9 +99,9 @@ def test_routing_a_window_text_reproduces_its_shard(run):
     tokens = TokenArray(run / "windows").tokens
     ids = np.arange(0, len(tokens), 3)
     texts = router.tokenizer.decode_batch(tokens[ids])
-    routed = router.route(texts, prefix_tokens=None)
+    routed = router.route_texts(texts)  # whole text, no prefix cut
     np.testing.assert_array_equal(routed.clusters, labels[ids])
-    alone = router.route([texts[0]], prefix_tokens=None)  # batch composition does not matter
+    alone = router.route_texts([texts[0]])  # batch composition does not matter
     assert alone.clusters[0] == labels[ids[0]]
 
 

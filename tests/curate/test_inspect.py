@@ -176,22 +176,20 @@ def test_similarity_and_app_f_pairs(run):
 
 
 @pytest.mark.slow
-def test_cards_get_the_larger_sample_and_stay_valid(run):
-    from splitlm.core.stage import sha256_file
+def test_inspect_leaves_the_cards_alone_and_agrees_with_them(run):
+    from splitlm.core.hashing import sha256_file
     from splitlm.schemas.card import Card
 
     summary = json.loads((run / "inspect" / "summary.json").read_text())
     manifest = json.loads((run / "cards" / "manifest.json").read_text())
-    for c, row in enumerate(summary["clusters"]):
-        before = Card.model_validate_json((run.parent / "cards-before" / f"{row['name']}.json").read_text())
-        after = Card.model_validate_json((run / "cards" / f"{row['name']}.json").read_text())
+    for row in summary["clusters"]:
+        before = (run.parent / "cards-before" / f"{row['name']}.json").read_bytes()
+        assert (run / "cards" / f"{row['name']}.json").read_bytes() == before  # inspect writes only inspect/
+        card = Card.model_validate_json(before)
         # inspect sampled every window here, so it saw every validation window of the cluster
-        assert row["routing_val_sample"] == before.val_windows >= before.routing_sample
-        assert (after.routing_accuracy_32, after.routing_sample) == (row["routing_32_val"], row["routing_val_sample"])
-        assert after.model_copy(update={"routing_accuracy_32": None, "routing_sample": 0}) == \
-            before.model_copy(update={"routing_accuracy_32": None, "routing_sample": 0})
-        assert f"{after.routing_accuracy_32:.1%} of {after.routing_sample}" in \
-            (run / "cards" / f"{row['name']}.md").read_text()
+        assert row["routing_val_sample"] == card.val_windows >= card.routing_sample
+        if card.routing_sample == card.val_windows:  # the same windows, the same router rule
+            assert card.routing_accuracy == row["routing_val"]
     for name, digest in manifest["parts"].items():  # the stage manifest still describes its folder
         assert sha256_file(run / "cards" / name) == digest, name
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Tokenizer
 
 from splitlm.assets import gpt2_tokenizer_path
@@ -82,8 +83,6 @@ def _resolve(spec: str) -> Path:
 
 def _byte_lengths(tok: Tokenizer) -> "np.ndarray | None":
     """For byte-level BPE, every vocabulary character stands for one byte of text."""
-    import numpy as np
-
     model = json.loads(tok.to_str())
     if (model.get("decoder") or {}).get("type") != "ByteLevel":
         return None

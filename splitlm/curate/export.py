@@ -54,7 +54,6 @@ def write_parquet(folder: Path, name: str, cluster: int, out: Path, rows_per_gro
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-
     arr = TokenArray(folder)
     index = pq.read_table(folder / "index.parquet")
     schema = pa.schema([("input_ids", pa.list_(pa.int32())), ("window_id", pa.int64()), ("domain", pa.string()),

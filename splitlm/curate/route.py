@@ -19,7 +19,8 @@ def route_documents(run: Path, inputs: list[Path], out: Path, ingest: IngestConf
                     batch_size: int = 256) -> dict[str, int]:
     """Route every row of `inputs` into `out` (JSONL); `prefix_tokens` None means the router's own."""
     if prefix_tokens is not None and prefix_tokens < 1:
-        raise ConfigError(f"--prefix-tokens {prefix_tokens}: must be >= 1 (a prefix of 0 tokens routes every document alike)")
+        raise ConfigError(f"--prefix-tokens {prefix_tokens}: must be >= 1 "
+                          "(a prefix of 0 tokens routes every document alike)")
     router = Router.load(run)
     reader = DocumentReader(inputs, ingest)
     out.parent.mkdir(parents=True, exist_ok=True)

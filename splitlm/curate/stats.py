@@ -3,7 +3,6 @@
 - `window_table`: split, domain and document ids of every window, in window-id order.
 - `ranked_labels` / `majority_label`: the majority-label rule. Labels are ranked by weight
   (tokens or windows), ties by name; unlabelled (None) entries never win.
-- `top_label`: a cluster's most common label and its share of the cluster.
 - `centroid_cosines` / `nearest_clusters`: centroid similarity and each cluster's neighbours.
 - `share_by_cluster`: per cluster, the share of hits (routing accuracy) and the sample size.
 """
@@ -45,12 +44,6 @@ def ranked_labels(weighted: Iterable[tuple[str | None, int]]) -> list[tuple[str,
 def majority_label(weighted: Iterable[tuple[str | None, int]]) -> str | None:
     ranked = ranked_labels(weighted)
     return ranked[0][0] if ranked else None
-
-
-def top_label(labels: Iterable[str | None], size: int) -> tuple[str | None, float | None]:
-    """The most common label among `labels` and its share of `size` (None, None without labels)."""
-    ranked = ranked_labels((label, 1) for label in labels)
-    return (ranked[0][0], round(ranked[0][1] / size, 4)) if ranked and size else (None, None)
 
 
 def centroid_cosines(centroids_KD: np.ndarray) -> np.ndarray:

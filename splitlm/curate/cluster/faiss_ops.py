@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from splitlm.errors import ConfigError
-
 
 def plain_faiss_kmeans(
     x_ND: np.ndarray, k: int, iters: int = 20, seed: int = 0, sample_per_centroid: int = 512
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Baseline: faiss.Kmeans (spherical, same sample size and iterations), then nearest centroid.
 
-    Expects unit rows, as spherical k-means does; returns (centroids_KD, labels_N, dist_N).
+    Expects at least k unit rows (`fit_balanced_kmeans` checks the same input first, with the same
+    one-line error); returns (centroids_KD, labels_N, dist_N).
     """
     import faiss
 
-    if x_ND.ndim != 2 or k > len(x_ND):
-        raise ConfigError(f"--k {k}: need a 2-d array of at least k vectors, got shape {x_ND.shape}")
     x = np.ascontiguousarray(x_ND, dtype=np.float32)
     km = faiss.Kmeans(
         x.shape[1], k, niter=iters, seed=seed, spherical=True, max_points_per_centroid=sample_per_centroid,
@@ -31,7 +28,6 @@ def plain_faiss_kmeans(
     labels_N = labels_N1[:, 0].astype(np.int32)
     dist_N = 1.0 + (km.centroids[labels_N] ** 2).sum(1) - 2.0 * ip_N1[:, 0]  # rows are unit vectors
     return km.centroids, labels_N, np.maximum(dist_N, 0).astype(np.float32)
-
 
 
 def gpu_biased_index(centroids_KD: np.ndarray, biases_K: np.ndarray):

@@ -4,7 +4,7 @@ Rule (training assignment and router alike): label(x) = argmin_c ||x - c||^2 + b
 Plain k-means on embeddings is badly unbalanced (5-90x max/min measured here); the biases b_c are
 dual prices that make crowded clusters dearer until each holds ~N/K points.
 
-Fit (price solver in `kmeans_bias.py`), on a seeded sample of k * sample_per_centroid rows, for `iters` iterations:
+Fit (price solver in `prices.py`), on a seeded sample of k * sample_per_centroid rows, for `iters` iterations:
   scores S = x c^T (one GEMM) -> solve biases on S so sizes reach N/K (cheap O(nK) steps, warm
   started) -> assign -> centroids = normalised means.
 Then the biases are re-solved for the final centroids on a larger calibration sample

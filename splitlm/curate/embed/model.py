@@ -18,7 +18,6 @@ to fp32 and 2-5x faster here), else fp32. Threads: whatever `torch.get_num_threa
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,6 +26,7 @@ from typing import Literal
 
 import numpy as np
 
+from splitlm.core.hashing import sha256_file
 from splitlm.errors import AssetError, ConfigError
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -71,7 +71,7 @@ def model_path() -> Path:
 
 @lru_cache(maxsize=2)
 def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256_file(path)
 
 
 def resolve_device(device: str | None) -> str:

@@ -24,7 +24,6 @@ def _actor_class():
         def __init__(self, config: EmbedConfig, threads: int):
             import torch
 
-
             torch.set_num_threads(max(threads, 1))
             self.embedder = Embedder(config)
 

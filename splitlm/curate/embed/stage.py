@@ -1,7 +1,7 @@
 """The embeddings stage: every window's text -> one MiniLM vector, resumable part by part.
 
 Parts run in this process (`engine="local"`) or as tasks on Ray embedder actors (`engine="ray"`,
-see `ray_engine.py`); the engine is part of the config, since thread counts move the last bits.
+see `ray.py`); the engine is part of the config, since thread counts move the last bits.
 
 Windows are decoded to text and embedded in parts of `part_size` rows. Each finished part is saved
 atomically to `RUN/.work/embeddings/<key>/part-XXXXX.npy`, so a killed run resumes at the first

@@ -21,7 +21,7 @@ import numpy as np
 
 from splitlm.core.parts import read_table
 from splitlm.curate.ingest import Document, DocumentReader, IngestConfig
-from splitlm.curate.stats import majority_label, ranked_labels
+from splitlm.curate.stats import majority_label
 from splitlm.errors import ConfigError
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.tables import DOCUMENTS, WINDOWS
@@ -63,7 +63,7 @@ class DomainStats:
     @property
     def top_label_K(self) -> list[str]:
         """Per cluster, its most common label (ties by name: the shared majority rule)."""
-        return [top_label([(lab, int(n)) for lab, n in zip(self.labels, col)]) for col in self.counts_LK.T]
+        return [majority_label(zip(self.labels, map(int, col))) or NO_LABEL for col in self.counts_LK.T]
 
     @property
     def labelled(self) -> bool:
@@ -118,7 +118,3 @@ def _reread_field(run: Path, ingest: dict, field: str) -> dict[str, str | None]:
         raise ConfigError(f"--label-field {field}: no document in {sources[0]} has that field")
     return out
 
-
-def top_label(weighted: list[tuple[str, int]]) -> str:
-    ranked = ranked_labels(weighted)
-    return ranked[0][0] if ranked else NO_LABEL

@@ -100,7 +100,6 @@ def _same_model_input(router, rows_SW: np.ndarray, texts: dict[int, list[str]]) 
     """
     from tokenizers import Tokenizer
 
-
     room = router.spec.embedder.max_pieces - 2  # [CLS] and [SEP] take two
     pieces = Tokenizer.from_file(str(model_path() / "tokenizer.json"))
     pieces.no_truncation()

@@ -96,7 +96,7 @@ def build_cards(run: Path, config: CardsConfig, provenance: dict[str, Any], rout
     decode = router.tokenizer.decode_batch
     terms = top_terms([decode(tokens[_evenly(m, config.terms_sample)]) for m in members], config.top_terms)
     cos_KK = centroid_cosines(router.centroids_KD)
-    removals = _dedup_removals(run, meta, labels, read_table(run / "dedup", "duplicates", DUPLICATES))
+    removals = _dedup_removals(meta, labels, k, read_table(run / "dedup", "duplicates", DUPLICATES))
     accuracy = _routing_accuracy(router, tokens, labels, meta["split"] == "val", k, config.routing_sample)
     sizes = np.array([len(m) for m in members])
     cards = []
@@ -128,13 +128,13 @@ def _balance(sizes: np.ndarray, c: int) -> Balance:
                    run_max_min=round(float(sizes.max() / max(sizes.min(), 1)), 4))
 
 
-def _dedup_removals(run: Path, meta: dict, labels: np.ndarray, duplicates) -> np.ndarray:
+def _dedup_removals(meta: dict, labels: np.ndarray, k: int, duplicates) -> np.ndarray:
     """Per cluster, documents removed as duplicates of a document whose first window lies there."""
     first_window: dict[str, int] = {}
     for w, docs in enumerate(meta["doc_ids"]):
         for d in docs:
             first_window.setdefault(d, w)
-    out = np.zeros(labels.max() + 1 if len(labels) else 0, dtype=np.int64)
+    out = np.zeros(k, dtype=np.int64)  # K, not the largest label: the last cluster may be empty
     for kept in duplicates.column("duplicate_of").to_pylist():
         if kept in first_window:
             out[labels[first_window[kept]]] += 1

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from splitlm.core.hashing import sha256_json
 from splitlm.core.stage import MANIFEST
@@ -33,7 +33,7 @@ class StageManifest(BaseModel):
         try:
             return cls.model_validate_json(path.read_text())
         except (OSError, ValueError) as err:
-            raise SchemaError(f"{path}: not a valid stage manifest ({_first_line(err)})") from err
+            raise SchemaError(f"{path}: not a valid stage manifest ({describe(err)})") from err
 
     @classmethod
     def current(cls, folder: Path, config_hash: str, input_fingerprint: str, algorithm: int) -> "StageManifest | None":
@@ -57,6 +57,12 @@ class StageManifest(BaseModel):
         return sha256_json({"stage": self.stage, "config": self.config_hash, "parts": self.parts})
 
 
-def _first_line(err: Exception) -> str:
-    lines = str(err).strip().splitlines()
-    return "; ".join(lines[:3]) if lines else type(err).__name__
+def describe(err: Exception, most: int = 3) -> str:
+    """One line for an unreadable contract file: the first few fields pydantic rejected, or the parse error."""
+    problems = err.errors() if isinstance(err, ValidationError) else []
+    if not problems:
+        lines = str(err).strip().splitlines()
+        return lines[0] if lines else type(err).__name__
+    parts = [f"{'.'.join(map(str, p['loc'])) or 'file'}: {p['msg']}" for p in problems[:most]]
+    more = f"; {len(problems) - most} more" if len(problems) > most else ""
+    return "; ".join(parts) + more

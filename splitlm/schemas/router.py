@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from splitlm.errors import SchemaError
+from splitlm.schemas.manifest import describe
 
 FORMAT_VERSION = 1
 RULE = "argmin_c ||x - c||^2 + b_c, x L2-normalised"
@@ -53,12 +54,11 @@ class RouterSpec(BaseModel):
         try:
             raw = json.loads(Path(path).read_text())
         except (OSError, ValueError) as err:
-            raise SchemaError(f"{path}: not a router spec ({err})") from err
+            raise SchemaError(f"{path}: not a router spec ({describe(err)})") from err
         if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
             got = raw.get("format_version") if isinstance(raw, dict) else None
             raise SchemaError(f"{path}: unsupported router format {got} (this splitlm reads {FORMAT_VERSION})")
         try:
             return cls.model_validate(raw)
         except ValueError as err:
-            first = str(err).splitlines()
-            raise SchemaError(f"{path}: not a router spec ({'; '.join(first[:3])})") from err
+            raise SchemaError(f"{path}: not a router spec ({describe(err)})") from err

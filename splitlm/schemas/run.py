@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from splitlm.core.atomic import atomic_write_text
 from splitlm.errors import ConfigError, SchemaError
+from splitlm.schemas.manifest import describe
 
 
 class RunSummary(BaseModel):
@@ -69,7 +70,7 @@ class RunSummary(BaseModel):
         try:
             summary = cls.model_validate_json(path.read_text())
         except ValueError as err:
-            raise SchemaError(f"{path}: not a run summary ({str(err).splitlines()[0]})") from err
+            raise SchemaError(f"{path}: not a run summary ({describe(err)})") from err
         if clustered and summary.k is None:
             raise ConfigError(f"{path}: the run has windows but no clusters; run `curate cluster` on it first")
         return summary

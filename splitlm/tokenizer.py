@@ -16,7 +16,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from splitlm.assets import gpt2_tokenizer_path
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 
 DOC_SEPARATOR = "\n\n"
 EOS_CANDIDATES = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>", "[SEP]")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from splitlm import assets
-from splitlm.errors import AssetError, ConfigError
+from splitlm.core.errors import AssetError, ConfigError
 from splitlm.tokenizer import load_tokenizer
 
 KNOWN = {

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from splitlm.core.parts import PartWriter, read_table
-from splitlm.errors import ConfigError, SchemaError
+from splitlm.core.errors import ConfigError, SchemaError
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.tables import ASSIGNMENTS, DOCUMENTS, DUPLICATES, QUARANTINE, SHARD_INDEX, WINDOWS
 

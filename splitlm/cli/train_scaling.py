@@ -10,7 +10,7 @@ import typer
 
 
 def _floats(text: str, flag: str) -> tuple[float, ...]:
-    from splitlm.errors import ConfigError
+    from splitlm.core.errors import ConfigError
 
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
@@ -19,7 +19,7 @@ def _floats(text: str, flag: str) -> tuple[float, ...]:
 
 
 def _bounds(items: list[str]) -> dict[str, tuple[float, float]]:
-    from splitlm.errors import ConfigError
+    from splitlm.core.errors import ConfigError
 
     bounds = {}
     for item in items:

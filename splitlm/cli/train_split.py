@@ -12,7 +12,7 @@ _SUFFIX = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
 
 def parse_tokens(text: str, flag: str) -> int:
     """`250000`, `250k`, `1.5M`, `2e6` -> tokens."""
-    from splitlm.errors import ConfigError
+    from splitlm.core.errors import ConfigError
 
     value = text.strip().lower()
     scale = _SUFFIX.get(value[-1:], 1)
@@ -26,7 +26,7 @@ def parse_tokens(text: str, flag: str) -> int:
 
 
 def _clusters(text: str) -> Optional[tuple[int, ...]]:
-    from splitlm.errors import ConfigError
+    from splitlm.core.errors import ConfigError
 
     if text == "all":
         return None

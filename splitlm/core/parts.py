@@ -12,7 +12,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from splitlm.errors import SchemaError
+from splitlm.core.errors import SchemaError
 
 
 def check_schema(table_or_schema: pa.Table | pa.Schema, expected: pa.Schema, path: Path | str) -> None:

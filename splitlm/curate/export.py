@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from splitlm.core.atomic import fresh_folder, publish_folder
-from splitlm.errors import ConfigError, SchemaError
+from splitlm.core.errors import ConfigError, SchemaError
 from splitlm.schemas.tokens import TokenArray
 
 MEGATRON_MAGIC = b"MMIDIDX\x00\x00"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from splitlm.core.parts import PartWriter
-from splitlm.errors import ConfigError, InputError
+from splitlm.core.errors import ConfigError, InputError
 from splitlm.schemas.tables import DOCUMENTS, QUARANTINE
 
 ALGORITHM = 1  # bump when the same config and input would give other output (see `splitlm.curate.stage`)

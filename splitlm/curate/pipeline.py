@@ -25,7 +25,7 @@ from splitlm.curate.cards import markdown as card_markdown
 from splitlm.curate.cluster import stage as cluster_stage
 from splitlm.curate.embed import stage as embed_stage
 from splitlm.curate.stage import run_with_progress as _stage
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 from splitlm.schemas.layout import RunLayout
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.router import EmbedderSpec

@@ -12,7 +12,7 @@ from pathlib import Path
 from splitlm.core.atomic import atomic_path
 from splitlm.curate.cluster.router import Router
 from splitlm.curate.ingest import DocumentReader, IngestConfig, Rejected
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 
 
 def route_documents(run: Path, inputs: list[Path], out: Path, ingest: IngestConfig, prefix_tokens: int | None = None,

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from splitlm.core.parts import read_table
 from splitlm.curate.stats import window_table
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 from splitlm.schemas.layout import RunLayout, cluster_name
 from splitlm.schemas.router import RouterSpec
 from splitlm.schemas.tables import ASSIGNMENTS, SHARD_INDEX

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from splitlm.core.hashing import sha256_json
 from splitlm.core.stage import MANIFEST
-from splitlm.errors import SchemaError
+from splitlm.core.errors import SchemaError
 
 
 class StageManifest(BaseModel):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from splitlm.errors import SchemaError
+from splitlm.core.errors import SchemaError
 from splitlm.schemas.manifest import describe
 
 FORMAT_VERSION = 1

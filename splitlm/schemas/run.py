@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from splitlm.core.atomic import atomic_write_text
-from splitlm.errors import ConfigError, SchemaError
+from splitlm.core.errors import ConfigError, SchemaError
 from splitlm.schemas.manifest import describe
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from splitlm.errors import SchemaError
+from splitlm.core.errors import SchemaError
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from splitlm.errors import ConfigError, SchemaError
+from splitlm.core.errors import ConfigError, SchemaError
 from splitlm.schemas.layout import RunLayout
 from splitlm.schemas.run import RunSummary
 from splitlm.schemas.tokens import TokenArray

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from splitlm.core.atomic import fresh_folder, publish_folder
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 
 ARCHES = ("gpt2", "llama")
 

@@ -27,7 +27,7 @@ from transformers import AutoModelForCausalLM, PrinterCallback, Trainer, Trainer
 from transformers.utils import logging as hf_logging
 
 from splitlm.core.atomic import atomic_write_text
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 from splitlm.schemas.run import RunSummary
 from splitlm.train import data as data_mod
 from splitlm.train import models

@@ -13,7 +13,7 @@ import pytest
 from splitlm.core.atomic import atomic_path, atomic_write_text
 from splitlm.core.parts import PartWriter, iter_batches, part_files, read_table
 from splitlm.core.stage import MANIFEST, run_stage
-from splitlm.errors import SchemaError
+from splitlm.core.errors import SchemaError
 
 SCHEMA = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("text", pa.string())])
 

@@ -130,7 +130,7 @@ def test_router_prefix_is_honoured_end_to_end(run, corpus, tmp_path):
 @pytest.mark.slow
 def test_weights_mismatch_is_a_schema_error(run, tmp_path):
     from splitlm.curate.cluster.router import Router
-    from splitlm.errors import SchemaError
+    from splitlm.core.errors import SchemaError
 
     copy = tmp_path / "run"
     shutil.copytree(run / "clusters", copy / "clusters")

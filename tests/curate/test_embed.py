@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from splitlm.curate.embed.model import MODEL_ID, EmbedConfig, Embedder, _head, model_path
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 
 pytestmark = pytest.mark.slow
 

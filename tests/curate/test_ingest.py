@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from splitlm.curate.ingest import DocumentReader, IngestConfig, Rejected, expand_inputs, write_documents
-from splitlm.errors import InputError
+from splitlm.core.errors import InputError
 
 BAD_CORPUS = [
     b'{"id": "a", "text": "alpha text", "meta": {"src": "web"}}',

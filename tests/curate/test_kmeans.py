@@ -13,7 +13,7 @@ from splitlm.curate.cluster.kmeans import (
     balance_stats,
     fit_balanced_kmeans,
 )
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 
 
 def skewed(n: int = 6000, d: int = 32, components: int = 6, seed: int = 0) -> np.ndarray:

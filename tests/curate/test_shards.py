@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from splitlm.curate.shards import ShardsConfig, _cap_validation, write_shards
-from splitlm.errors import ConfigError, SplitlmError
+from splitlm.core.errors import ConfigError, SplitlmError
 from splitlm.schemas.layout import RunLayout, cluster_name
 from splitlm.schemas.router import EmbedderSpec, RouterSpec
 from splitlm.schemas.tables import ASSIGNMENTS, SHARD_INDEX, WINDOWS

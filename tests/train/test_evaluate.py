@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 from splitlm.train import evaluate
 from splitlm.train.data import open_shard, read_run
 from splitlm.train.split import branch_dir

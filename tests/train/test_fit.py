@@ -16,7 +16,7 @@ from scipy.special import huber
 from typer.testing import CliRunner
 
 from splitlm.cli.train import app
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 from splitlm.train.scaling.fit import FitConfig, draw_starts, fit_law, huber_objective, metrics
 from splitlm.train.scaling.laws import Points, SplitLaw, make_law
 from splitlm.train.scaling.plan import MixtureLoss, optimal_split

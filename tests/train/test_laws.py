@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 from splitlm.train.scaling.laws import LAWS, Chinchilla, LiewKato, Points, SplitLaw, make_law
 from splitlm.train.scaling.table import EXAMPLE_SPLIT_PARAMS
 

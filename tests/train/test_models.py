@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 from splitlm.train import models
 from splitlm.train.data import read_run
 from splitlm.train.models import weights_sha256

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from splitlm.cli.train import app
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 from splitlm.train.scaling.laws import SplitLaw
 from splitlm.train.scaling.plan import (
     MixtureLoss,

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 from splitlm.schemas.losses import LOSS_COLUMNS
 from splitlm.train import models, runner
 from splitlm.train.data import EvalWindows, ShuffledStream, open_shard, read_run

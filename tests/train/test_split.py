@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from splitlm.cli.train_split import parse_tokens
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 from splitlm.schemas.losses import LOSS_COLUMNS
 from splitlm.train import evaluate, runner
 from splitlm.train.split import SplitConfig, plan_budget, plan_jobs, split

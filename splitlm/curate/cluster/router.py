@@ -23,7 +23,7 @@ from safetensors.numpy import load_file, save_file
 from splitlm.core.atomic import atomic_path, atomic_write_text
 from splitlm.curate.cluster.kmeans import assign
 from splitlm.curate.embed.model import EmbedConfig, Embedder
-from splitlm.errors import SchemaError
+from splitlm.core.errors import SchemaError
 from splitlm.schemas.layout import RunLayout
 from splitlm.schemas.router import FORMAT_VERSION, RouterSpec
 from splitlm.tokenizer import load_tokenizer

@@ -26,7 +26,7 @@ from splitlm.curate.cluster.kmeans import (
 )
 from splitlm.curate.cluster.router import Router
 from splitlm.curate.embed.stage import load_vectors
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.router import EmbedderSpec, RouterSpec
 from splitlm.schemas.tables import ASSIGNMENTS

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from splitlm.curate.embed.model import EmbedConfig, Embedder
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 
 
 def _actor_class():

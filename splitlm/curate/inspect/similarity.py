@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from splitlm.curate.stats import centroid_cosines, nearest_clusters
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 
 LEVELS = ("0%", "50%", "100%")
 

@@ -34,7 +34,7 @@ from splitlm.curate.inspect.report import render_files
 from splitlm.curate.inspect.routing import prefix_routing, sample_windows
 from splitlm.curate.inspect.similarity import cluster_similarity
 from splitlm.curate.stats import window_table
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 from splitlm.schemas.layout import RunLayout, cluster_name
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.tables import ASSIGNMENTS

@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import basinhopping, minimize
 
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 from splitlm.train.scaling.laws import Law, Points
 
 Residuals = Literal["loss", "log"]

@@ -26,7 +26,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from splitlm.errors import ConfigError
+from splitlm.core.errors import ConfigError
 
 BILLION = 1e9
 

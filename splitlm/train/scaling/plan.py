@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import brentq, minimize_scalar
 
-from splitlm.errors import ConfigError, InputError
+from splitlm.core.errors import ConfigError, InputError
 from splitlm.train.scaling.laws import Points, SplitLaw
 
 

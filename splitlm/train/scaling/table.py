@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from splitlm.errors import ConfigError, InputError
+from splitlm.core.errors import ConfigError, InputError
 from splitlm.train.scaling.laws import BILLION, Law, Points
 
 DEFAULT_COLUMNS = {"N": "n_params", "D": "pt_tokens", "Dk": "cpt_tokens", "loss": "eval_loss"}

@@ -20,8 +20,8 @@ import zipfile
 from pathlib import Path
 
 from splitlm.core.atomic import atomic_write_bytes
-from splitlm.demo_corpus import DEMO_CORPUS_SHA256, build_documents, write_jsonl
 from splitlm.core.errors import AssetError
+from splitlm.demo_corpus import DEMO_CORPUS_SHA256, build_documents, write_jsonl
 
 WHISPER_SDIST = "openai-whisper==20250625"
 GPT2_TIKTOKEN_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"

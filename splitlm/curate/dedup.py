@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from splitlm.core.parts import PartWriter, iter_batches
 from splitlm.core.errors import ConfigError
+from splitlm.core.parts import PartWriter, iter_batches
 from splitlm.schemas.tables import DOCUMENTS, DUPLICATES
 
 ALGORITHM = 1  # bump when the same config and input would give other output (see `splitlm.curate.stage`)

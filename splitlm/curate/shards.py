@@ -19,9 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from splitlm.core.errors import ConfigError
 from splitlm.core.parts import read_table
 from splitlm.curate.stats import window_table
-from splitlm.core.errors import ConfigError
 from splitlm.schemas.layout import RunLayout, cluster_name
 from splitlm.schemas.router import RouterSpec
 from splitlm.schemas.tables import ASSIGNMENTS, SHARD_INDEX

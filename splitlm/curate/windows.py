@@ -26,9 +26,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from splitlm.core.errors import ConfigError
 from splitlm.core.parts import PartWriter
 from splitlm.curate.stats import ranked_labels
-from splitlm.core.errors import ConfigError
 from splitlm.schemas.tables import WINDOWS
 from splitlm.schemas.tokens import token_dtype, write_header
 from splitlm.tokenizer import load_tokenizer

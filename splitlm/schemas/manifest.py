@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from splitlm.core.errors import SchemaError
 from splitlm.core.hashing import sha256_json
 from splitlm.core.stage import MANIFEST
-from splitlm.core.errors import SchemaError
 
 
 class StageManifest(BaseModel):

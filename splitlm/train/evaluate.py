@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from splitlm.core.atomic import atomic_path, atomic_write_text
-from splitlm.curate.cluster.router import Router
 from splitlm.core.errors import ConfigError
+from splitlm.curate.cluster.router import Router
 from splitlm.schemas.layout import TrainLayout
 from splitlm.schemas.losses import LOSSES
 from splitlm.schemas.run import RunSummary

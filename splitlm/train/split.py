@@ -22,8 +22,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from splitlm.core.atomic import atomic_write_text
-from splitlm.core.hashing import canonical
 from splitlm.core.errors import ConfigError
+from splitlm.core.hashing import canonical
 from splitlm.schemas.layout import TrainLayout
 from splitlm.train import data as data_mod
 from splitlm.train import runner

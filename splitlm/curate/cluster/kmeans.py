@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from splitlm.core.errors import ConfigError
 from splitlm.curate.cluster.faiss_ops import gpu_biased_index, gpu_count, gpu_top2
 from splitlm.curate.cluster.prices import solve_biases, top2
-from splitlm.core.errors import ConfigError
 
 # Rows whose two best biased scores are closer than this are re-scored exactly (float64, row by row),
 # so a vector gets the same label alone or in any batch: float32 GEMM error here is < 3e-5.

@@ -21,9 +21,9 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from splitlm.core.atomic import atomic_path, atomic_write_text
+from splitlm.core.errors import SchemaError
 from splitlm.curate.cluster.kmeans import assign
 from splitlm.curate.embed.model import EmbedConfig, Embedder
-from splitlm.core.errors import SchemaError
 from splitlm.schemas.layout import RunLayout
 from splitlm.schemas.router import FORMAT_VERSION, RouterSpec
 from splitlm.tokenizer import load_tokenizer

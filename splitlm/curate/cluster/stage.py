@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from splitlm.core.errors import ConfigError
 from splitlm.curate.cluster.faiss_ops import plain_faiss_kmeans
 from splitlm.curate.cluster.kmeans import (
     KMeansConfig,
@@ -26,7 +27,6 @@ from splitlm.curate.cluster.kmeans import (
 )
 from splitlm.curate.cluster.router import Router
 from splitlm.curate.embed.stage import load_vectors
-from splitlm.core.errors import ConfigError
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.router import EmbedderSpec, RouterSpec
 from splitlm.schemas.tables import ASSIGNMENTS

@@ -26,8 +26,8 @@ from typing import Literal
 
 import numpy as np
 
-from splitlm.core.hashing import sha256_file
 from splitlm.core.errors import AssetError, ConfigError
+from splitlm.core.hashing import sha256_file
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 EmbedMode = Literal["truncate", "mean"]

@@ -13,8 +13,8 @@ from typing import Callable
 
 import numpy as np
 
-from splitlm.curate.embed.model import EmbedConfig, Embedder
 from splitlm.core.errors import ConfigError
+from splitlm.curate.embed.model import EmbedConfig, Embedder
 
 
 def _actor_class():

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from splitlm.core.atomic import atomic_path
+from splitlm.core.errors import ConfigError
 from splitlm.core.stage import work_dir
 from splitlm.curate.embed.model import EmbedConfig, Embedder
 from splitlm.curate.embed.ray import embed_parts
-from splitlm.core.errors import ConfigError
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.tokens import TokenArray
 from splitlm.tokenizer import load_tokenizer

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from splitlm.core.errors import ConfigError
 from splitlm.core.parts import read_table
 from splitlm.curate.ingest import Document, DocumentReader, IngestConfig
 from splitlm.curate.stats import majority_label
-from splitlm.core.errors import ConfigError
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.tables import DOCUMENTS, WINDOWS
 

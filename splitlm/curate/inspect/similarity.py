@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from splitlm.curate.stats import centroid_cosines, nearest_clusters
 from splitlm.core.errors import ConfigError
+from splitlm.curate.stats import centroid_cosines, nearest_clusters
 
 LEVELS = ("0%", "50%", "100%")
 

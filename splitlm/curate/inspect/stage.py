@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from splitlm.core.errors import ConfigError
 from splitlm.core.hashing import sha256_json
 from splitlm.core.parts import read_table
 from splitlm.core.progress import Progress
@@ -34,7 +35,6 @@ from splitlm.curate.inspect.report import render_files
 from splitlm.curate.inspect.routing import prefix_routing, sample_windows
 from splitlm.curate.inspect.similarity import cluster_similarity
 from splitlm.curate.stats import window_table
-from splitlm.core.errors import ConfigError
 from splitlm.schemas.layout import RunLayout, cluster_name
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.tables import ASSIGNMENTS

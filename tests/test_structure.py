@@ -93,9 +93,9 @@ def test_no_function_level_imports_of_splitlm_outside_the_cli():
 def test_the_checks_see_relative_and_package_imports():
     # The import resolver itself: relative imports and `from splitlm import x` resolve to splitlm modules.
     path = PACKAGE / "schemas" / "tables.py"
-    tree = ast.parse("from . import layout\nfrom ..curate import shards\nfrom splitlm.core import errors\nimport numpy\n")
+    tree = ast.parse("from . import layout\nfrom ..curate import shards\nfrom splitlm import tokenizer\nimport numpy\n")
     names = [n for node in tree.body for n in _imported(node, path)]
-    assert names == ["splitlm.schemas.layout", "splitlm.curate", "splitlm.core.errors", "numpy"]
+    assert names == ["splitlm.schemas.layout", "splitlm.curate", "splitlm.tokenizer", "numpy"]
     init = PACKAGE / "core" / "__init__.py"
     assert _imported(ast.parse("from .parts import x").body[0], init) == ["splitlm.core.parts"]
     assert _imported(ast.parse("from . import errors").body[0], init) == ["splitlm.core.errors"]

@@ -93,6 +93,8 @@ def cluster(
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join; default starts a local one.")] = None,
     ray_workers: Annotated[int, typer.Option(help="Embedder actors under Ray (0: one per CPU or GPU).")] = 0,
     val_max_docs: Annotated[int, typer.Option(help="Validation documents kept per cluster.")] = 10_000,
+    val_min_windows: Annotated[int, typer.Option(
+        help="Validation windows every cluster gets (moved from its training set, whole documents).")] = 4,
     prefix_tokens: Annotated[int, typer.Option(help="Router prefix length in tokens (route, cards, eval use it).")] = 32,
     seq_len: SeqLen = 2048,
     tokenizer: Tokenizer = "gpt2",
@@ -124,7 +126,7 @@ def cluster(
                                     ray_workers=ray_workers),
         clusters=ClustersConfig(KMeansConfig(k=k, iters=iters, seed=seed, sample_per_centroid=sample_per_centroid,
                                              capacity_eps=capacity_eps), prefix_tokens=prefix_tokens),
-        shards=ShardsConfig(val_max_docs=val_max_docs),
+        shards=ShardsConfig(val_max_docs=val_max_docs, val_min_windows=val_min_windows),
     )
     tables.print_cluster_summary(run_cluster(inputs, out, config, progress.RichProgress()), out)
 

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from splitlm.core.errors import ConfigError
 from splitlm.core.hashing import canonical, sha256_file, sha256_json
 from splitlm.core.parts import iter_batches, read_table
+from splitlm.core.paths import out_folder
 from splitlm.core.progress import Progress
 from splitlm.core.stage import library_versions
 from splitlm.curate import dedup, ingest, shards, windows
@@ -25,7 +27,6 @@ from splitlm.curate.cards import markdown as card_markdown
 from splitlm.curate.cluster import stage as cluster_stage
 from splitlm.curate.embed import stage as embed_stage
 from splitlm.curate.stage import run_with_progress as _stage
-from splitlm.core.errors import ConfigError
 from splitlm.schemas.layout import RunLayout
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.router import EmbedderSpec
@@ -50,8 +51,8 @@ class ClusterRunConfig:
     cards: cards.CardsConfig = field(default_factory=cards.CardsConfig)
 
 
-def input_fingerprint(inputs: list[Path | str]) -> str:
-    return sha256_json([[str(path), sha256_file(path)] for path, _ in ingest.expand_inputs(inputs)])
+def input_fingerprint(reader: ingest.DocumentReader) -> str:
+    return sha256_json([[str(path), sha256_file(path)] for path, _ in reader.files])
 
 
 def document_batches(run: Path, batch_size: int = 512) -> Iterator[list[dict]]:
@@ -68,9 +69,10 @@ def run_windows(inputs: list[Path | str], run: Path, config: WindowsRunConfig,
                 progress: Progress | None = None) -> RunSummary:
     """ingest -> dedup -> windows into `run`; returns the run summary (also `run/manifest.json`)."""
     progress = progress or Progress()
+    run = out_folder(run)
+    reader = ingest.DocumentReader(inputs, config.ingest, run)  # validates the paths before any work
     run.mkdir(parents=True, exist_ok=True)
-    reader = ingest.DocumentReader(inputs, config.ingest)  # validates the paths before any work
-    docs = _stage(run, "documents", config.ingest, input_fingerprint(inputs),
+    docs = _stage(run, "documents", config.ingest, input_fingerprint(reader),
                   lambda out, adv: ingest.write_documents(reader, out, adv), progress,
                   algorithm=ingest.ALGORITHM, versions=("pyarrow",))
     kept = _stage(run, "dedup", config.dedup, docs.output_fingerprint,

@@ -10,9 +10,10 @@ import json
 from pathlib import Path
 
 from splitlm.core.atomic import atomic_path
+from splitlm.core.errors import ConfigError
+from splitlm.core.paths import inside, out_file
 from splitlm.curate.cluster.router import Router
 from splitlm.curate.ingest import DocumentReader, IngestConfig, Rejected
-from splitlm.core.errors import ConfigError
 
 
 def route_documents(run: Path, inputs: list[Path], out: Path, ingest: IngestConfig, prefix_tokens: int | None = None,
@@ -23,6 +24,7 @@ def route_documents(run: Path, inputs: list[Path], out: Path, ingest: IngestConf
                           "(a prefix of 0 tokens routes every document alike)")
     router = Router.load(run)
     reader = DocumentReader(inputs, ingest)
+    _check_out(out_file(out), inputs, reader)
     out.parent.mkdir(parents=True, exist_ok=True)
     counts = {"routed": 0, "rejected": 0}
     batch: list = []
@@ -50,3 +52,14 @@ def route_documents(run: Path, inputs: list[Path], out: Path, ingest: IngestConf
                 flush(fh)
         flush(fh)
     return counts
+
+
+def _check_out(out: Path, inputs: list[Path], reader: DocumentReader) -> None:
+    """Refuse an --out that would replace an input file, or sit in an input folder a rerun would read."""
+    for path, _ in reader.files:
+        if inside(out, path):
+            raise ConfigError(f"--out {out} is the input file {path}: routing would replace it; write elsewhere")
+    for folder in inputs:
+        if Path(folder).is_dir() and inside(out, folder):
+            raise ConfigError(f"--out {out} is inside the input folder {folder}: a rerun would route the routed "
+                              "file too; write elsewhere")

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from splitlm.curate.ingest import DocumentReader, IngestConfig, Rejected, expand_inputs, write_documents
+from splitlm.curate.ingest import DocumentReader, IngestConfig, Rejected, write_documents
+from splitlm.curate.sources import find_sources
 from splitlm.core.errors import InputError
 
 BAD_CORPUS = [
@@ -96,7 +97,7 @@ def test_bad_paths_are_one_line_errors(tmp_path, name, message):
     if name.endswith(".csv"):
         path.write_text("a,b\n")
     with pytest.raises(InputError, match=message) as info:
-        expand_inputs([path])
+        find_sources([path])
     assert "\n" not in str(info.value) and str(path) in str(info.value)
 
 

@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from splitlm.curate.shards import ShardsConfig, _cap_validation, write_shards
-from splitlm.core.errors import ConfigError, SplitlmError
+from splitlm.curate.holdout import cap as _cap_validation
+from splitlm.curate.shards import ShardsConfig, write_shards
+from splitlm.core.errors import ConfigError, SchemaError
 from splitlm.schemas.layout import RunLayout, cluster_name
 from splitlm.schemas.router import EmbedderSpec, RouterSpec
 from splitlm.schemas.tables import ASSIGNMENTS, SHARD_INDEX, WINDOWS
@@ -124,7 +125,7 @@ def write_run(root, spec=SPEC, k=K):
 def shards(tmp_path):
     run = write_run(tmp_path / "run")
     advanced = []
-    counts = write_shards(run, run / "shards", ShardsConfig(val_max_docs=2, copy_rows=2), advanced.append)
+    counts = write_shards(run, run / "shards", ShardsConfig(val_max_docs=2, val_min_windows=0, copy_rows=2), advanced.append)
     return run, counts, advanced
 
 
@@ -182,7 +183,7 @@ def test_shards_hold_the_windows_tokens_and_metadata(shards):
 
 def test_a_generous_cap_keeps_every_validation_window(tmp_path):
     run = write_run(tmp_path / "run")
-    counts = write_shards(run, run / "shards", ShardsConfig(val_max_docs=100))
+    counts = write_shards(run, run / "shards", ShardsConfig(val_max_docs=100, val_min_windows=0))
     assert (counts["val_overflow_to_train"], counts["val_overflow_dropped"]) == (0, 0)
     assert counts["windows"] == len(SPEC)
     for c in range(K):
@@ -193,7 +194,7 @@ def test_a_generous_cap_keeps_every_validation_window(tmp_path):
 def test_a_cap_of_one_document(tmp_path):
     spec = [("val", 0, ["x"]), ("val", 0, ["x", "y"]), ("val", 0, ["y"]), ("val", 0, ["z"]), ("train", 0, ["t"])]
     run = write_run(tmp_path / "run", spec, k=1)
-    counts = write_shards(run, run / "shards", ShardsConfig(val_max_docs=1))
+    counts = write_shards(run, run / "shards", ShardsConfig(val_max_docs=1, val_min_windows=0))
     folder = run / "shards" / cluster_name(0, 1)
     val = pq.read_table(folder / "val" / "index.parquet").column("window_id").to_pylist()
     train = pq.read_table(folder / "train" / "index.parquet").column("window_id").to_pylist()
@@ -206,5 +207,5 @@ def test_a_window_no_cluster_takes_fails_the_accounting(tmp_path):
     # Assignments name cluster 3 while the router says K = 3: that window lands in no shard.
     spec = [(split, 3 if w == 4 else c, docs) for w, (split, c, docs) in enumerate(SPEC)]
     run = write_run(tmp_path / "run", spec)
-    with pytest.raises((AssertionError, SplitlmError)):
-        write_shards(run, run / "shards", ShardsConfig(val_max_docs=2))
+    with pytest.raises(SchemaError, match="assignments.*1 window.*cluster 0-2"):
+        write_shards(run, run / "shards", ShardsConfig(val_max_docs=2, val_min_windows=0))

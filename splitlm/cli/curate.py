@@ -31,6 +31,9 @@ NoDedup = Annotated[bool, typer.Option("--no-dedup", help="Skip exact and near-d
 DedupThreshold = Annotated[float, typer.Option(help="MinHash Jaccard threshold for near duplicates.")]
 ValFraction = Annotated[float, typer.Option(help="Share of documents held out for validation.")]
 MaxChars = Annotated[int, typer.Option(help="Quarantine documents longer than this many characters.")]
+ValMaxDocs = Annotated[int, typer.Option(help="Validation documents kept per cluster.")]
+ValMinWindows = Annotated[int, typer.Option(
+    help="Validation windows every cluster gets (moved from its training set, whole documents).")]
 
 
 def windows_config(seq_len, tokenizer, text_field, id_field, domain_field, policy, strict, seed, no_dedup,
@@ -92,9 +95,8 @@ def cluster(
     engine: Annotated[str, typer.Option(help="Embedding engine: local, or ray (actors on a Ray cluster).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join; default starts a local one.")] = None,
     ray_workers: Annotated[int, typer.Option(help="Embedder actors under Ray (0: one per CPU or GPU).")] = 0,
-    val_max_docs: Annotated[int, typer.Option(help="Validation documents kept per cluster.")] = 10_000,
-    val_min_windows: Annotated[int, typer.Option(
-        help="Validation windows every cluster gets (moved from its training set, whole documents).")] = 4,
+    val_max_docs: ValMaxDocs = 10_000,
+    val_min_windows: ValMinWindows = 4,
     prefix_tokens: Annotated[int, typer.Option(help="Router prefix length in tokens (route, cards, eval use it).")] = 32,
     seq_len: SeqLen = 2048,
     tokenizer: Tokenizer = "gpt2",

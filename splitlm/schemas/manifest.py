@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from splitlm.core.errors import SchemaError
 from splitlm.core.hashing import sha256_json
-from splitlm.core.stage import MANIFEST
+from splitlm.core.stage import MANIFEST, file_problems
 
 
 class StageManifest(BaseModel):
@@ -43,6 +43,13 @@ class StageManifest(BaseModel):
         manifest = cls.read(folder / MANIFEST)
         same = (manifest.config_hash, manifest.input_fingerprint, manifest.algorithm)
         return manifest if same == (config_hash, input_fingerprint, algorithm) else None
+
+    def check_files(self, folder: Path, names: list[str] | None = None) -> None:
+        """Raise one SchemaError naming the files of `folder` that differ from this manifest's hashes."""
+        problems = file_problems(folder, self.parts, names)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise SchemaError(problems[0] + more)
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(), indent=2, sort_keys=True) + "\n"

@@ -138,6 +138,9 @@ def test_weights_mismatch_is_a_schema_error(run, tmp_path):
     spec = json.loads(spec_path.read_text())
     spec["embedder"]["weights_sha256"] = "0" * 64
     spec_path.write_text(json.dumps(spec))
+    with pytest.raises(SchemaError, match=r"router\.json: sha256 differs from .*manifest\.json"):
+        Router.load(copy)  # the finished stage's manifest vouches for the spec: an edit is caught on load
+    (copy / "clusters" / "manifest.json").unlink()  # a router handed over alone: the weights check still holds
     router = Router.load(copy)  # loading the tensors does not need the model
     with pytest.raises(SchemaError, match=r"weights.*router\.json"):
         _ = router.embedder

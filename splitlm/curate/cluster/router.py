@@ -7,7 +7,8 @@ whole text, so routing a window's full text reproduces its shard. This module is
 the rule is written down: anything that ranks clusters for a vector asks the router.
 
 On disk (`RUN/clusters/`): `router.safetensors` (centroids_KD float32, biases_K float32) and
-`router.json` (`splitlm.schemas.router.RouterSpec`). Loading checks the tensors against the spec.
+`router.json` (`splitlm.schemas.router.RouterSpec`). Loading checks both files' sha256 against the
+clusters manifest (when the stage finished) and the tensors' shapes against the spec.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from safetensors.numpy import load_file, save_file
 
 from splitlm.core.atomic import atomic_path, atomic_write_text
 from splitlm.core.errors import SchemaError
+from splitlm.core.stage import MANIFEST
 from splitlm.curate.cluster.kmeans import assign
 from splitlm.curate.embed.model import EmbedConfig, Embedder
 from splitlm.schemas.layout import RunLayout
+from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.router import FORMAT_VERSION, RouterSpec
 from splitlm.tokenizer import load_tokenizer
 
@@ -59,6 +62,8 @@ class Router:
         if not spec_path.exists() or not tensors_path.exists():
             raise SchemaError(f"{spec_path.parent}: no router ({spec_path.name} + {tensors_path.name}); "
                               "run `curate cluster` first")
+        if (spec_path.parent / MANIFEST).exists():  # a finished clusters stage vouches for both files
+            StageManifest.read(spec_path.parent).check_files(spec_path.parent, [spec_path.name, tensors_path.name])
         spec = RouterSpec.read(spec_path)
         try:
             tensors = load_file(str(tensors_path))

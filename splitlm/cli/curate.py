@@ -190,6 +190,14 @@ def inspect(
     print_inspect_summary(run_inspect(run_dir, config, RichProgress()), run_dir / "inspect")
 
 
+@app.command()
+def verify(run_dir: Annotated[Path, typer.Argument(help="A run folder written by `curate windows` or `cluster`.")]) -> None:
+    """Re-hash every file of a run against its stage manifests; name any file that changed."""
+    from splitlm.cli.tables import print_verified
+
+    print_verified(run_dir)
+
+
 def main() -> None:
     run(app)
 

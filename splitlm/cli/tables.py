@@ -35,6 +35,7 @@ def print_windows_summary(summary: RunSummary, run: Path) -> None:
         ("  held out for validation", summary.windows_val),
         ("tokens in windows", summary.tokens),
         ("tokens dropped", summary.tokens_dropped),
+        *[(f"files skipped: {reason}", n) for reason, n in (summary.files_skipped or {}).items()],
     ]
     for name, value in rows:
         table.add_row(escape(name), f"{value:,}")
@@ -87,3 +88,17 @@ def print_inspect_summary(summary: dict[str, Any], out: Path) -> None:
     pairs = ", ".join(f"{p.similarity}: {p.reference:02d}+{p.partner:02d}" for p in similarity_from(summary).pairs)
     console.print(f"App. F pairs: {pairs or 'n/a (K = 1)'}")
     console.print(escape(f"inspect took {summary.get('wall_seconds', 0):.1f}s; report: {out / 'report.md'}"))
+
+
+def print_verified(run: Path) -> None:
+    """`curate verify`: one line when every file matches; otherwise a SchemaError naming the files."""
+    from splitlm.core.errors import SchemaError
+    from splitlm.curate.verify import verify_run
+
+    result = verify_run(run)
+    if result.problems:
+        shown = "; ".join(result.problems[:3])
+        more = f"; and {len(result.problems) - 3} more" if len(result.problems) > 3 else ""
+        raise SchemaError(f"{run}: {len(result.problems)} problem(s): {shown}{more}")
+    console().print(escape(f"verified {result.files:,} files ({result.bytes / 1e6:,.1f} MB) in "
+                           f"{len(result.stages)} stages of {run}: {', '.join(result.stages)}"))

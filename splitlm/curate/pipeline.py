@@ -96,6 +96,7 @@ def summarize(docs: StageManifest, kept: StageManifest, wins: StageManifest) -> 
         tokens=w["tokens"], tokens_in=w["tokens_in"], tokens_dropped=w["tokens_dropped"], seq_len=w["seq_len"],
         tokenizer=wins.config["tokenizer"], tokenizer_sha256=w["tokenizer_sha256"], vocab_size=w["vocab_size"],
         eos_id=w["eos_id"], policy=wins.config["policy"], seed=wins.config["seed"],
+        files_skipped={r: n for r, n in docs.counts.get("files_skipped", {}).items() if n} or None,
     )  # fmt: skip
 
 

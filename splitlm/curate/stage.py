@@ -2,7 +2,8 @@
 
 `run(run_dir, name, config, fingerprint, build)` skips the stage when `RUN/name/manifest.json`
 records the same config hash, input fingerprint and algorithm version; otherwise `build(partial)`
-returns the stage's counts, every file it wrote is hashed, and the manifest is written last (see
+returns the stage's counts, every file it wrote is hashed and structure-checked
+(`splitlm.curate.verify`), and the manifest is written last (see
 `splitlm.core.stage`). Each stage module declares `ALGORITHM`, an integer bumped whenever the
 same config and input would give different output, so an upgrade recomputes exactly those stages
 (and the ones after them whose inputs then change).
@@ -17,6 +18,7 @@ from typing import Any, Callable
 from splitlm.core import stage as core_stage
 from splitlm.core.hashing import canonical, sha256_json
 from splitlm.core.progress import Progress
+from splitlm.curate.verify import structure_problems
 from splitlm.schemas.manifest import StageManifest
 
 
@@ -32,9 +34,13 @@ def run(run_dir: Path, name: str, config: Any, input_fingerprint: str, build: Ca
     def make(partial: Path) -> StageManifest:
         start = time.perf_counter()
         counts = build(partial)
+        parts = core_stage.hash_files(partial)
+        problems = structure_problems(partial, parts)  # what `curate verify` checks, before the manifest vouches
+        if problems:
+            raise RuntimeError(f"stage {name} wrote inconsistent outputs: {'; '.join(problems)}")
         return StageManifest(
             stage=name, config=cfg, config_hash=cfg_hash, input_fingerprint=input_fingerprint,
-            algorithm=algorithm, seed=seed, counts=counts, parts=core_stage.hash_files(partial),
+            algorithm=algorithm, seed=seed, counts=counts, parts=parts,
             versions=core_stage.library_versions(*versions), wall_seconds=round(time.perf_counter() - start, 3),
         )  # fmt: skip
 

@@ -39,6 +39,7 @@ class RunSummary(BaseModel):
     eos_id: int
     policy: str
     seed: int
+    files_skipped: dict[str, int] | None = None  # what the input walk passed over (other formats, links), if any
     k: int | None = None
     embed_mode: str | None = None
     clusters: dict[str, Any] | None = None  # the clusters stage's counts (balance, plain faiss)
@@ -51,8 +52,10 @@ class RunSummary(BaseModel):
 
     def check(self) -> None:
         """The accounting identities; a failure is a bug in splitlm, not a user error."""
-        assert self.documents_accounted == self.documents_in, f"document accounting is off: {self}"
-        assert self.tokens + self.tokens_dropped == self.tokens_in, f"token accounting is off: {self}"
+        if self.documents_accounted != self.documents_in:
+            raise RuntimeError(f"document accounting is off: {self}")
+        if self.tokens + self.tokens_dropped != self.tokens_in:
+            raise RuntimeError(f"token accounting is off: {self}")
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(exclude_none=True), indent=2, sort_keys=True) + "\n"

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from splitlm.curate.inspect.report import domains_from, routing_from, similarity_from
 from splitlm.schemas.card import Card
-from splitlm.schemas.layout import RunLayout
+from splitlm.schemas.layout import RunLayout, cluster_number
 from splitlm.schemas.run import RunSummary
 
 
@@ -75,7 +75,7 @@ def print_inspect_summary(summary: dict[str, Any], out: Path) -> None:
             table.add_column(name, justify="left" if name == "label" else "right")
         for lab, n, tc, ts, h in zip(dom.labels, dom.counts_LK.sum(1), dom.top_cluster_L, dom.top_share_L,
                                      dom.entropy_bits_L):
-            table.add_row(escape(lab), f"{n:,}", f"{tc:02d}", f"{ts:.0%}", f"{2.0 ** h:.1f}")
+            table.add_row(escape(lab), f"{n:,}", cluster_number(tc, summary["k"]), f"{ts:.0%}", f"{2.0 ** h:.1f}")
         console.print(table)
     table = Table(title=f"prefix routing ({summary['sample']['windows']:,} {summary['sample']['split']} windows, "
                         f"K={summary['k']})")
@@ -85,7 +85,9 @@ def print_inspect_summary(summary: dict[str, Any], out: Path) -> None:
         table.add_row(str(r.prefix_tokens), f"{r.r_at_1:.3f}", f"{r.r_at_5:.3f}", f"{r.route_top1:.3f}",
                       f"{r.route_top3:.3f}")
     console.print(table)
-    pairs = ", ".join(f"{p.similarity}: {p.reference:02d}+{p.partner:02d}" for p in similarity_from(summary).pairs)
+    k = summary["k"]
+    pairs = ", ".join(f"{p.similarity}: {cluster_number(p.reference, k)}+{cluster_number(p.partner, k)}"
+                      for p in similarity_from(summary).pairs)
     console.print(f"App. F pairs: {pairs or 'n/a (K = 1)'}")
     console.print(escape(f"inspect took {summary.get('wall_seconds', 0):.1f}s; report: {out / 'report.md'}"))
 

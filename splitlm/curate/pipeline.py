@@ -132,7 +132,7 @@ def run_cluster(inputs: list[Path | str], run: Path, config: ClusterRunConfig,
                    sha256_json([clusters.output_fingerprint, up["windows"].output_fingerprint]),
                    lambda out, adv: shards.write_shards(run, out, config.shards, adv), progress,
                    algorithm=shards.ALGORITHM, total=summary.windows)
-    provenance = {"run": run.name, "config_hash": sha256_json(canonical(config)), "corpus_fingerprint": corpus,
+    provenance = {"config_hash": sha256_json(canonical(config)), "corpus_fingerprint": corpus,
                   # field order fixed by the spec, whether the stage ran now or was read back from disk
                   "embedder": EmbedderSpec(**emb.counts["embedder"]).model_dump(), "tokenizer": summary.tokenizer,
                   "versions": library_versions("torch", "transformers", "sentence-transformers", "faiss-cpu",

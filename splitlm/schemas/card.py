@@ -30,7 +30,7 @@ class Balance(BaseModel):
 
 
 class Provenance(BaseModel):
-    run: str
+    # No run folder name: the same corpus and config give the same cards wherever the run lives.
     config_hash: str  # of the resolved pipeline config
     corpus_fingerprint: str
     embedder: dict

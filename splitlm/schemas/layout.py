@@ -25,8 +25,13 @@ STAGES = ("documents", "dedup", "windows", "embeddings", "clusters", "shards", "
 SPLITS = ("train", "val")
 
 
+def cluster_number(cluster: int, k: int) -> str:
+    """The cluster's number as every file, table and metric prints it: 2 digits, 3 from K = 101."""
+    return f"{cluster:0{max(2, len(str(k - 1)))}d}"
+
+
 def cluster_name(cluster: int, k: int) -> str:
-    return f"cluster-{cluster:0{max(2, len(str(k - 1)))}d}"
+    return f"cluster-{cluster_number(cluster, k)}"
 
 
 @dataclass(frozen=True)

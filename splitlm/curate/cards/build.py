@@ -30,7 +30,7 @@ from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.tables import ASSIGNMENTS, DUPLICATES
 from splitlm.schemas.tokens import TokenArray
 
-ALGORITHM = 2  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
+ALGORITHM = 3  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
 # 2: `routing_accuracy_32` became `routing_accuracy` + `routing_prefix_tokens`; data_files point at the export
 
 _WORD = re.compile(r"[^\W\d_]{3,24}")

@@ -8,8 +8,13 @@ from typing import Any
 
 import yaml
 
+from splitlm.core.markdown import cell
 from splitlm.schemas.card import Card
 from splitlm.schemas.layout import cluster_name
+
+
+def _terms(terms: list[str]) -> str:
+    return ", ".join(cell(t) for t in terms)
 
 
 def _front_matter(card: Card) -> str:
@@ -28,7 +33,7 @@ def _front_matter(card: Card) -> str:
 
 
 def render_card(card: Card, k: int) -> str:
-    lines = [_front_matter(card), f"# {card.name}: {', '.join(card.top_terms[:5]) or '(no terms)'}", ""]
+    lines = [_front_matter(card), f"# {card.name}: {_terms(card.top_terms[:5]) or '(no terms)'}", ""]
     routing = "n/a" if card.routing_accuracy is None else f"{card.routing_accuracy:.1%} of {card.routing_sample}"
     lines += [
         "| | |", "|---|---|",
@@ -36,7 +41,7 @@ def render_card(card: Card, k: int) -> str:
         f"| tokens | {card.tokens:,} |",
         f"| share of run | {card.share:.1%} |",
         f"| size / mean size | {card.balance.ratio_to_mean:.3f} (run max/min {card.balance.run_max_min:.3f}) |",
-        f"| top domain | {card.top_domain or 'n/a'}"
+        f"| top domain | {cell(card.top_domain) if card.top_domain else 'n/a'}"
         + (f" ({card.top_domain_share:.0%})" if card.top_domain_share is not None else "") + " |",
         f"| {card.routing_prefix_tokens}-token routing accuracy (val) | {routing} |",
         f"| duplicates removed (kept copy here) | {card.dedup_removals:,} |",
@@ -44,20 +49,20 @@ def render_card(card: Card, k: int) -> str:
         f"{card.provenance.embedder.get('precision')}) |",
         "", "The front matter's `data_files` are the Parquet files that `curate export RUN --format parquet` writes "
         "(`datasets.load_dataset(\"parquet\", data_files=...)` reads them); the shards themselves are raw token arrays.",
-        "", "## Top terms", "", ", ".join(card.top_terms) or "(none)", "",
+        "", "## Top terms", "", _terms(card.top_terms) or "(none)", "",
     ]
     if card.domains:
         lines += ["## Domains", "", "| domain | windows | share |", "|---|---:|---:|"]
-        lines += [f"| {d} | {n:,} | {n / card.windows:.1%} |" for d, n in card.domains.items()]
+        lines += [f"| {cell(d)} | {n:,} | {n / card.windows:.1%} |" for d, n in card.domains.items()]
         lines.append("")
     lines += ["## Nearest clusters", ""]
     lines += [f"- {cluster_name(n.cluster, k)} (centroid cosine {n.cosine:.3f})" for n in card.nearest_clusters]
     lines += ["", "## Exemplars (nearest the centroid)", ""]
     for ex in card.exemplars:
-        lines += [f"**window {ex.window_id}** ({ex.domain or 'no label'}, distance {ex.distance:.3f})", "",
-                  "> " + ex.snippet.replace("\n", " "), ""]
+        lines += [f"**window {ex.window_id}** ({cell(ex.domain) if ex.domain else 'no label'}, "
+                  f"distance {ex.distance:.3f})", "", "> " + cell(ex.snippet), ""]
     p = card.provenance
-    lines += ["## Provenance", "", f"- run: `{p.run}`", f"- config hash: `{p.config_hash[:16]}`",
+    lines += ["## Provenance", "", f"- config hash: `{p.config_hash[:16]}`",
               f"- corpus fingerprint: `{p.corpus_fingerprint[:16]}`", f"- tokenizer: `{p.tokenizer}`",
               "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(p.versions.items())), ""]
     return "\n".join(lines)
@@ -72,10 +77,10 @@ def render_index(cards: list[Card], clusters: dict[str, Any]) -> str:
              f"{clusters['objective']:.4f} (plain: {clusters['plain_faiss']['objective']:.4f}).", "",
              f"| cluster | windows | share | top domain | routing@{prefix} | top terms |", "|---|---:|---:|---|---:|---|"]
     for c in cards:
-        dom = f"{c.top_domain} ({c.top_domain_share:.0%})" if c.top_domain else "n/a"
+        dom = f"{cell(c.top_domain)} ({c.top_domain_share:.0%})" if c.top_domain else "n/a"
         acc = "n/a" if c.routing_accuracy is None else f"{c.routing_accuracy:.0%}"
         lines.append(f"| [{c.name}]({c.name}.md) | {c.windows:,} | {c.share:.1%} | {dom} | {acc} | "
-                     f"{', '.join(c.top_terms[:6])} |")
+                     f"{_terms(c.top_terms[:6])} |")
     return "\n".join(lines) + "\n"
 
 

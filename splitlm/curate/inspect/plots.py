@@ -13,6 +13,7 @@ import numpy as np
 from splitlm.curate.inspect.domains import DomainStats
 from splitlm.curate.inspect.routing import PrefixRow
 from splitlm.curate.inspect.similarity import SimilarityStats
+from splitlm.schemas.layout import cluster_number
 
 DPI = 110
 # Paper Table 5 (N = 10,000 DCLM documents), drawn as a reference under our curves.
@@ -51,7 +52,7 @@ def plot_domains(stats: DomainStats, path: Path) -> None:
                            layout="constrained")
     im = ax.imshow(shares_LK, cmap="Blues", vmin=0, vmax=1, aspect="auto")
     _annotate(ax, shares_LK * 100, lambda v: f"{v:.0f}" if v >= 0.5 else "", dark_above=55)
-    ax.set_xticks(range(k), [f"{c:02d}" for c in range(k)], fontsize=8)
+    ax.set_xticks(range(k), [cluster_number(c, k) for c in range(k)], fontsize=8)
     ticks = [f"{lab}  (n={n:,}, top {s:.0%})" for lab, n, s in
              zip(stats.labels, stats.counts_LK.sum(1), stats.top_share_L)]
     ax.set_yticks(range(n_labels), ticks, fontsize=8)
@@ -118,10 +119,10 @@ def plot_similarity(stats: SimilarityStats, path: Path) -> None:
                         color="black" if v > mid else "white", fontweight="bold" if tag else "normal")
     for (r, c) in level:
         ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, ec="red", lw=2))
-    ax.set_xticks(range(k), [f"{c:02d}" for c in range(k)], fontsize=8)
-    ax.set_yticks(range(k), [f"{c:02d}" for c in range(k)], fontsize=8)
+    ax.set_xticks(range(k), [cluster_number(c, k) for c in range(k)], fontsize=8)
+    ax.set_yticks(range(k), [cluster_number(c, k) for c in range(k)], fontsize=8)
     ref = stats.pairs[0].reference if stats.pairs else 0
-    ax.set_title(f"Centroid cosine between clusters\nred: App. F pairs for cluster {ref:02d} "
+    ax.set_title(f"Centroid cosine between clusters\nred: App. F pairs for cluster {cluster_number(ref, k)} "
                  "(0% farthest, 50% median, 100% closest)", fontsize=9.5)
     fig.colorbar(im, ax=ax, shrink=0.8, label="cosine between centroids")
     _save(fig, path)

@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from splitlm.core.markdown import cell
 from splitlm.curate.inspect.domains import DomainStats
 from splitlm.curate.inspect.plots import PAPER_TABLE5, plot_domains, plot_routing, plot_similarity
 from splitlm.curate.inspect.routing import PrefixRow
 from splitlm.curate.inspect.similarity import Pair, SimilarityStats
-from splitlm.schemas.layout import cluster_name
+from splitlm.schemas.layout import cluster_name, cluster_number
 
 ROUTING_COLUMNS = ("prefix_tokens", "windows", "distinct_prefixes", "r_at_1", "r_at_5", "route_top1", "route_top3",
                    "paper_r_at_1", "paper_r_at_5")
@@ -58,7 +59,7 @@ def render_files(summary: dict[str, Any], out: Path) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
     (out / "domains.csv").write_text(_csv(
         ["label", "windows", "top_cluster", "top_share", "entropy_bits", "effective_clusters"]
-        + [f"n_{c:02d}" for c in range(k)] + [f"share_{c:02d}" for c in range(k)],
+        + [f"n_{cluster_number(c, k)}" for c in range(k)] + [f"share_{cluster_number(c, k)}" for c in range(k)],
         [[lab, int(n_K.sum()), int(tc), _f(ts), _f(h), _f(2.0 ** h, 2), *map(int, n_K), *(_f(s) for s in s_K)]
          for lab, n_K, s_K, tc, ts, h in zip(dom.labels, dom.counts_LK, dom.shares_LK, dom.top_cluster_L,
                                               dom.top_share_L, dom.entropy_bits_L)]))
@@ -75,7 +76,7 @@ def render_files(summary: dict[str, Any], out: Path) -> None:
         ["cluster", "windows", "top_label", "purity", f"routing_top1_at_{summary['router_prefix_tokens']}", "routing_sample", "nearest",
          "nearest_cosine"],
         [[c["name"], c["windows"], c["top_label"], _f(c["purity"]), _f(c["routing"]), c["routing_sample"],
-          " ".join(f"{j:02d}" for j in nearest[i]), _f(sim.cos_KK[i, nearest[i][0]]) if nearest[i] else ""]
+          " ".join(cluster_number(j, k) for j in nearest[i]), _f(sim.cos_KK[i, nearest[i][0]]) if nearest[i] else ""]
          for i, c in enumerate(summary["clusters"])]))
     plot_domains(dom, out / "domains.png")
     plot_routing(rows, k, summary["sample"]["split"], summary["router_prefix_tokens"], out / "routing_recall.png")
@@ -100,9 +101,9 @@ def render_report(summary: dict[str, Any]) -> str:
               "| nearest (cosine) |",
               "|---|---:|---|---:|---:|---|"]
     for i, c in enumerate(summary["clusters"]):
-        near = ", ".join(f"{j:02d} ({sim.cos_KK[i, j]:.2f})" for j in sim.neighbours(i))
+        near = ", ".join(f"{cluster_number(j, k)} ({sim.cos_KK[i, j]:.2f})" for j in sim.neighbours(i))
         acc = "n/a" if c["routing"] is None else f"{c['routing']:.0%} ({c['routing_sample']})"
-        lines.append(f"| [{c['name']}](../cards/{c['name']}.md) | {c['windows']:,} | {c['top_label']} | "
+        lines.append(f"| [{c['name']}](../cards/{c['name']}.md) | {c['windows']:,} | {cell(c['top_label'])} | "
                      f"{c['purity']:.0%} | {acc} | {near} |")
     lines += ["", "Files: `domains.csv` (counts and shares per label), `clusters.csv`, `routing_recall.csv`, "
               "`similarity.csv` (centroid cosines), `pairs.csv` (App. F pairs), `summary.json` (every number above).",
@@ -123,7 +124,7 @@ def _domains_section(dom: DomainStats, k: int) -> list[str]:
               "| label | windows | top cluster | top share | effective clusters |", "|---|---:|---:|---:|---:|"]
     for lab, n, tc, ts, h in zip(dom.labels, dom.counts_LK.sum(1), dom.top_cluster_L, dom.top_share_L,
                                  dom.entropy_bits_L):
-        lines.append(f"| {lab} | {n:,} | {tc:02d} | {ts:.0%} | {2.0 ** h:.1f} |")
+        lines.append(f"| {cell(lab)} | {n:,} | {cluster_number(tc, k)} | {ts:.0%} | {2.0 ** h:.1f} |")
     return lines + [""]
 
 
@@ -161,8 +162,8 @@ def _similarity_section(sim: SimilarityStats) -> list[str]:
     if k > 1:
         lines += [f"Centroid cosines range {off.min():.3f} to {off.max():.3f} (median {np.median(off):.3f}).", ""]
     if sim.pairs:
-        lines += [f"Two-cluster experiment pairs for reference cluster {sim.pairs[0].reference:02d} (farthest = 0%, "
+        lines += [f"Two-cluster experiment pairs for reference cluster {cluster_number(sim.pairs[0].reference, k)} (farthest = 0%, "
                   "median = 50%, closest = 100% similarity; `pairs.csv`):", "",
                   "| similarity | clusters | centroid cosine |", "|---|---|---:|"]
-        lines += [f"| {p.similarity} | {p.reference:02d} + {p.partner:02d} | {p.cosine:.3f} |" for p in sim.pairs]
+        lines += [f"| {p.similarity} | {cluster_number(p.reference, k)} + {cluster_number(p.partner, k)} | {p.cosine:.3f} |" for p in sim.pairs]
     return lines + [""]

@@ -40,7 +40,7 @@ from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.tables import ASSIGNMENTS
 from splitlm.schemas.tokens import TokenArray
 
-ALGORITHM = 1  # bump when the same config and input would give other output
+ALGORITHM = 2  # bump when the same config and input would give other output
 PREFIX_LENGTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 

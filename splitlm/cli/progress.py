@@ -1,7 +1,12 @@
-"""Rich progress bars for the library's `Progress` protocol: one bar per stage, on stderr."""
+"""Rich progress bars for the library's `Progress` protocol: one bar per stage, on stderr.
+
+When stderr is not a terminal (a log file, a pipe, CI), bars would only leave frozen snapshots,
+so each finished stage prints one plain line on stdout instead, and stderr keeps only errors.
+"""
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -14,14 +19,21 @@ from splitlm.core.progress import Progress
 
 
 class RichProgress(Progress):
-    """One bar per stage; stages that were up to date say so."""
+    """One bar per stage on a terminal, one line per finished stage otherwise; up-to-date stages say so."""
 
     def __init__(self):
         super().__init__()
         self.console = Console(stderr=True)
+        self.live = self.console.is_terminal
+        self.log = self.console if self.live else Console()
 
     @contextmanager
     def stage(self, name: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+        if not self.live:
+            done, start = [0], time.perf_counter()
+            yield lambda n: done.__setitem__(0, done[0] + n)
+            self.log.print(escape(f"{name}: {done[0]:,} done in {time.perf_counter() - start:.1f}s"))
+            return
         columns = [TextColumn(escape(f"{name:<10}")), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         with Bar(*columns, console=self.console, transient=False) as bar:
             task = bar.add_task(name, total=total)
@@ -30,4 +42,4 @@ class RichProgress(Progress):
 
     def note(self, message: str) -> None:
         super().note(message)
-        self.console.print(escape(message))
+        self.log.print(escape(message))

@@ -18,6 +18,7 @@ import numpy as np
 
 from splitlm.core.atomic import fresh_folder, publish_folder
 from splitlm.core.errors import ConfigError, SchemaError
+from splitlm.core.paths import out_folder
 from splitlm.schemas.tokens import TokenArray
 
 MEGATRON_MAGIC = b"MMIDIDX\x00\x00"
@@ -75,9 +76,10 @@ def write_parquet(folder: Path, name: str, cluster: int, out: Path, rows_per_gro
 def export_run(run: Path, fmt: str, out: Path | None = None) -> Path:
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {FORMATS}, got {fmt!r}")
-    target = out or run / "export" / fmt
+    target = out_folder(out or run / "export" / fmt)
+    shards = _shards(run)
     partial = fresh_folder(target.with_name(f".{target.name}.partial"))
-    for cluster, name, folder in _shards(run):
+    for cluster, name, folder in shards:
         if fmt == "megatron":
             write_megatron(folder, name, partial)
         else:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from splitlm.core.atomic import atomic_path
-from splitlm.core.errors import ConfigError
+from splitlm.core.errors import ConfigError, SchemaError
 from splitlm.core.stage import work_dir
 from splitlm.curate.embed.model import EmbedConfig, Embedder
 from splitlm.curate.embed.ray import embed_parts
@@ -54,8 +54,18 @@ class EmbeddingsConfig:
 
 
 def load_vectors(run: Path) -> np.ndarray:
-    """Memory-mapped [windows, dim] vectors of a finished run."""
-    return np.load(run / "embeddings" / "vectors.npy", mmap_mode="r")
+    """Memory-mapped [windows, dim] vectors of a finished run, checked against the stage's manifest."""
+    path = run / "embeddings" / "vectors.npy"
+    counts = StageManifest.read(path.parent).counts
+    try:
+        vectors = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as err:
+        raise SchemaError(f"{path}: not a complete .npy array ({err}); rerun `curate cluster`") from err
+    want = (counts["windows"], counts["dimension"])
+    if vectors.shape != want or vectors.dtype != np.dtype(counts["storage"]):
+        raise SchemaError(f"{path}: {vectors.dtype}{list(vectors.shape)}, but its manifest says "
+                          f"{counts['storage']}{list(want)}; rerun `curate cluster`")
+    return vectors
 
 
 def _save_part(path: Path, vectors: np.ndarray) -> None:
@@ -91,7 +101,11 @@ def write_embeddings(run: Path, out: Path, config: EmbeddingsConfig, key: str, a
     dim = spec["dimension"]
     out_ND = np.lib.format.open_memmap(out / "vectors.npy", mode="w+", dtype=config.storage, shape=(n, dim))
     for index, (lo, hi) in enumerate(parts):
-        out_ND[lo:hi] = np.load(paths[index])
+        part = np.load(paths[index])
+        if part.shape != (hi - lo, dim):
+            raise SchemaError(f"{paths[index]}: {list(part.shape)} vectors where {[hi - lo, dim]} belong; "
+                              "delete it and rerun to embed that part again")
+        out_ND[lo:hi] = part
     out_ND.flush()
     del out_ND
     shutil.rmtree(scratch)

@@ -87,7 +87,7 @@ def render_files(summary: dict[str, Any], out: Path) -> None:
 def render_report(summary: dict[str, Any]) -> str:
     dom, rows, sim = domains_from(summary), routing_from(summary), similarity_from(summary)
     k, s = summary["k"], summary["sample"]
-    lines = [f"# Inspect report: {summary['run']}", "",
+    lines = ["# Inspect report", "",
              f"K = {k} clusters over {summary['windows']:,} windows of {summary['window_tokens']:,} tokens; "
              f"embedder {summary['embedder']['model_id']} ({summary['embedder']['mode']}, "
              f"{summary['embedder']['precision']}). Routing measured on {s['windows']:,} windows drawn from "

@@ -117,7 +117,7 @@ def _measure(run: Path, config: InspectConfig, progress: Progress) -> dict[str, 
     clusters = _cluster_rows(dom, routing.hits(router.prefix_tokens), labels_N[ids], split_N[ids] == "val", k)
     balance = StageManifest.read(run / "clusters").counts
     return {
-        "run": run.name, "k": k, "windows": int(len(labels_N)), "window_tokens": int(tokens_NW.shape[1]),
+        "k": k, "windows": int(len(labels_N)), "window_tokens": int(tokens_NW.shape[1]),
         "embedder": router.spec.embedder.model_dump(), "router_prefix_tokens": router.prefix_tokens,
         "config": {"label_field": config.label_field, "prefix_lengths": list(lengths),
                    "sample": config.sample, "seed": config.seed, "split": config.split, "reference": config.reference},

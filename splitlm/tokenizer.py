@@ -19,6 +19,9 @@ from splitlm.assets import gpt2_tokenizer_path
 from splitlm.core.errors import ConfigError
 
 DOC_SEPARATOR = "\n\n"
+# GPT-2's pre-tokenisation regex. `splitlm.curate.chunking` cuts text only where this regex cannot
+# merge across the cut, so tokenizers that pre-tokenize with it can encode long texts in chunks.
+GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 EOS_CANDIDATES = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>", "[SEP]")
 
 
@@ -31,6 +34,7 @@ class LoadedTokenizer:
     eos_id: int
     vocab_size: int
     byte_lengths: "np.ndarray | None" = None  # bytes per token id, for byte-level BPE only
+    streamable: bool = False  # pre-tokenizes with GPT2_PATTERN only: chunked encoding gives the same ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
@@ -81,15 +85,37 @@ def _resolve(spec: str) -> Path:
     )
 
 
-def _byte_lengths(tok: Tokenizer) -> "np.ndarray | None":
+def _byte_lengths(tok: Tokenizer, model: dict) -> "np.ndarray | None":
     """For byte-level BPE, every vocabulary character stands for one byte of text."""
-    model = json.loads(tok.to_str())
     if (model.get("decoder") or {}).get("type") != "ByteLevel":
         return None
     lengths = np.zeros(tok.get_vocab_size(with_added_tokens=True), dtype=np.int64)
     for token, i in tok.get_vocab(with_added_tokens=False).items():
         lengths[i] = len(token)
     return lengths
+
+
+def _streamable(model: dict) -> bool:
+    """True when the ids of a text are the ids of its pieces, for text cut where GPT2_PATTERN cannot merge.
+
+    That holds when nothing looks across such a cut: no normalizer, the GPT-2 regex as the only split
+    (ByteLevel's own or a Split before a regex-free ByteLevel) with no prefix space added to each
+    piece, no BPE dropout, and no added token that would be matched in text (special tokens are not:
+    `load_tokenizer` encodes them as text). The model and post-processor work per piece.
+    """
+    pre = model.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    if [s.get("type") for s in steps] == ["Split", "ByteLevel"]:
+        split, byte_level = steps
+        regex_ok = (split.get("pattern") == {"Regex": GPT2_PATTERN} and split.get("behavior") == "Isolated"
+                    and not split.get("invert") and not byte_level.get("use_regex", True))
+    elif [s.get("type") for s in steps] == ["ByteLevel"]:
+        byte_level, regex_ok = steps[0], steps[0].get("use_regex", True)
+    else:
+        return False
+    return (regex_ok and not byte_level.get("add_prefix_space", True) and model.get("normalizer") is None
+            and (model.get("model") or {}).get("dropout") is None
+            and all(t.get("special") for t in model.get("added_tokens") or []))
 
 
 @lru_cache(maxsize=8)
@@ -105,8 +131,10 @@ def load_tokenizer(spec: str = "gpt2") -> LoadedTokenizer:
     eos = next((tok.token_to_id(t) for t in EOS_CANDIDATES if tok.token_to_id(t) is not None), None)
     if eos is None:
         raise ConfigError(f"--tokenizer {spec}: no end-of-text token among {EOS_CANDIDATES}")
+    model = json.loads(tok.to_str())
     return LoadedTokenizer(
-        byte_lengths=_byte_lengths(tok),
+        byte_lengths=_byte_lengths(tok, model),
+        streamable=_streamable(model),
         name=spec,
         path=str(path),
         sha256=hashlib.sha256(data).hexdigest(),

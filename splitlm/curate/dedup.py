@@ -8,6 +8,13 @@
 
 Cost: one MinHash per document (vectorised over its shingles) and one LSH query; memory grows by
 `num_perm` x 4 bytes per kept document for the confirmation signatures.
+
+Long documents stream: the exact key hashes the normalised text block by block, and the MinHash
+takes the shingles of one block of words at a time (`splitlm.curate.chunking.word_blocks`, cut
+before whitespace), `SHINGLE_BATCH` shingles per update. A MinHash is a minimum over its shingles,
+so the signature is the one of the whole text at once. Working memory per document is then bounded
+by the block (~`CHUNK_CHARS` characters, plus the longest word) and `SHINGLE_BATCH` x `num_perm`
+x 8-byte temporaries, whatever the document's length.
 """
 
 from __future__ import annotations
@@ -16,15 +23,18 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from splitlm.core.errors import ConfigError
 from splitlm.core.parts import PartWriter, iter_batches
+from splitlm.curate.chunking import CHUNK_CHARS, word_blocks
 from splitlm.schemas.tables import DOCUMENTS, DUPLICATES
 
 ALGORITHM = 1  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
+SHINGLE_BATCH = 2048
+"""Shingles per MinHash update: its temporaries hold SHINGLE_BATCH x num_perm 64-bit values."""
 
 
 @dataclass(frozen=True)
@@ -52,10 +62,37 @@ def normalise(text: str) -> str:
 
 
 def shingles(normalised: str, n: int) -> list[bytes]:
+    """Word n-grams of a normalised text, the whole text when it has n words or fewer."""
     words = normalised.split(" ")
     if len(words) <= n:
         return [normalised.encode("utf-8")]
     return [" ".join(words[i : i + n]).encode("utf-8") for i in range(len(words) - n + 1)]
+
+
+def exact_key(text: str, block_chars: int = CHUNK_CHARS) -> bytes:
+    """sha256 of `normalise(text)`, hashed block by block."""
+    digest, sep = hashlib.sha256(), b""
+    for words in word_blocks(text, block_chars):
+        digest.update(sep + " ".join(words).encode("utf-8"))
+        sep = b" "
+    return digest.digest()
+
+
+def shingle_batches(text: str, n: int, block_chars: int = CHUNK_CHARS,
+                    batch: int = SHINGLE_BATCH) -> Iterator[list[bytes]]:
+    """`shingles(normalise(text), n)` in lists of at most `batch`, reading `text` block by block."""
+    carry: list[str] = []  # the last n - 1 words seen, or every word while there are n or fewer
+    emitted = False
+    for words in word_blocks(text, block_chars):
+        words = carry + words
+        if len(words) <= n and not emitted:
+            carry = words
+            continue
+        for i in range(0, len(words) - n + 1, batch):
+            yield [" ".join(words[j : j + n]).encode("utf-8") for j in range(i, min(i + batch, len(words) - n + 1))]
+        carry, emitted = words[len(words) - n + 1:], True
+    if not emitted:
+        yield [" ".join(carry).encode("utf-8")]
 
 
 class Deduplicator:
@@ -70,18 +107,18 @@ class Deduplicator:
         self._template = MinHash(num_perm=config.num_perm, seed=config.seed)
         self._signatures: dict[str, tuple[int, np.ndarray]] = {}  # doc_id -> (insertion order, sig)
 
-    def _minhash(self, normalised: str):
+    def _minhash(self, text: str):
         mh = self._template.copy()
-        mh.update_batch(shingles(normalised, self.config.shingle_words))
+        for batch in shingle_batches(text, self.config.shingle_words):
+            mh.update_batch(batch)
         return mh
 
     def check(self, doc_id: str, text: str) -> tuple[str, str] | None:
-        norm = normalise(text)
-        key = hashlib.sha256(norm.encode("utf-8")).digest()
+        key = exact_key(text)
         if key in self._exact:
             return "exact", self._exact[key]
         if self._lsh is not None:
-            mh = self._minhash(norm)
+            mh = self._minhash(text)
             best = self._confirm(mh, self._lsh.query(mh))
             if best is not None:
                 return "near", best

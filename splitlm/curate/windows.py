@@ -22,16 +22,17 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from splitlm.core.errors import ConfigError
 from splitlm.core.parts import PartWriter
-from splitlm.curate.stats import ranked_labels
+from splitlm.curate.chunking import CHUNK_CHARS, ENCODE_CHARS, encode_chunks
+from splitlm.curate.packing import CharSpans, EndSpans, Packer, Segment, window_row
 from splitlm.schemas.tables import WINDOWS
 from splitlm.schemas.tokens import token_dtype, write_header
-from splitlm.tokenizer import load_tokenizer
+from splitlm.tokenizer import LoadedTokenizer, load_tokenizer
 
 ALGORITHM = 1  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
 
@@ -64,124 +65,55 @@ def is_val(doc_id: str, seed: int, fraction: float) -> bool:
     return int.from_bytes(digest, "little") / 2**64 < fraction
 
 
-@dataclass
-class _Segment:
-    tokens: np.ndarray
-    piece: dict  # a PIECE struct without `offset`
-    domain: str | None
-    first: bool  # holds the document's first token
+def _units(batches: Iterator[list[dict]]) -> Iterator[list[dict]]:
+    """Documents regrouped for the tokenizer: runs of short ones up to ENCODE_CHARS characters, and
+    each long one alone (chunked when the tokenizer allows, see `_pieces`)."""
+    unit: list[dict] = []
+    chars = 0
+    for docs in batches:
+        for doc in docs:
+            n = len(doc["text"])
+            if unit and (chars + n > ENCODE_CHARS or n > CHUNK_CHARS):
+                yield unit
+                unit, chars = [], 0
+            unit.append(doc)
+            chars += n
+            if n > CHUNK_CHARS:
+                yield unit
+                unit, chars = [], 0
+    if unit:
+        yield unit
 
 
-class Packer:
-    """Cuts one stream (train or val) into windows; calls `emit(tokens_W, segments)` per window."""
-
-    def __init__(self, width: int, policy: str, emit: Callable[[np.ndarray, list[_Segment]], None]):
-        self.width, self.policy, self.emit = width, policy, emit
-        self.pending: list[_Segment] = []
-        self.fill = 0
-        self.tokens_dropped = 0
-        self.documents_dropped = 0
-
-    def add(self, tokens: np.ndarray, doc: dict, spans: "CharSpans", domain: str | None) -> None:
-        n, start = len(tokens), 0
-        if self.policy == "drop":
-            usable = n - n % self.width
-            self.tokens_dropped += n - usable
-            if usable == 0:
-                self.documents_dropped += 1
-                return
-            n = usable
-        text_tokens = len(tokens) - 1  # the last token is the EOS the packer appended
-        while start < n:
-            take = min(self.width - self.fill, n - start)
-            end = start + take
-            piece = {
-                "doc_id": doc["doc_id"], "source": doc["source"], "token_start": start, "token_end": end,
-                "char_start": spans.start(start) if start < text_tokens else len(doc["text"]),
-                "char_end": spans.end(end - 1) if end - 1 < text_tokens else len(doc["text"]),
-            }
-            self.pending.append(_Segment(tokens[start:end], piece, domain, start == 0))
-            self.fill += take
-            start = end
-            if self.fill == self.width:
-                self.emit(np.concatenate([s.tokens for s in self.pending]), self.pending)
-                self.pending, self.fill = [], 0
-
-    def finish(self) -> None:
-        """Drop the final partial window (concat); count documents that never reached a window."""
-        self.tokens_dropped += self.fill
-        self.documents_dropped += sum(s.first for s in self.pending)
-        self.pending, self.fill = [], 0
+def _chunked(doc: dict, tok: LoadedTokenizer) -> bool:
+    return tok.streamable and tok.byte_lengths is not None and len(doc["text"]) > CHUNK_CHARS
 
 
-class CharSpans:
-    """Character offsets of a document's tokens, computed only for the few tokens that need them.
-
-    Byte-level BPE (GPT-2): a token's bytes are its vocabulary string's length, so an offset is a
-    cumulative byte count, mapped to characters (the same number for ASCII text). This lets the
-    stage use the tokenizer's fast path, which computes no offsets. Other tokenizers use the
-    offsets of a full encode.
-    """
-
-    def __init__(self, text: str, encoding, byte_lengths: np.ndarray | None):
-        self.text, self.encoding, self.byte_lengths = text, encoding, byte_lengths
-        self._cum = None
-
-    def _char(self, byte_offset: int) -> int:
-        if self.text.isascii():
-            return byte_offset
-        return len(self.text.encode("utf-8")[:byte_offset].decode("utf-8", errors="ignore"))
-
-    def _bytes_before(self, i: int) -> int:
-        if self._cum is None:
-            ids = np.asarray(self.encoding.ids, dtype=np.int64)
-            self._cum = np.concatenate([[0], np.cumsum(self.byte_lengths[ids])])
-        return int(self._cum[i])
-
-    def start(self, i: int) -> int:
-        if self.byte_lengths is None:
-            return self.encoding.token_to_chars(i)[0]
-        return self._char(self._bytes_before(i)) if i else 0
-
-    def end(self, i: int) -> int:
-        """Character end of token i; a token ending inside a multi-byte character counts it."""
-        if self.byte_lengths is None:
-            return self.encoding.token_to_chars(i)[1]
-        byte_end = self._bytes_before(i + 1)
-        if self.text.isascii():
-            return byte_end
-        # a trailing partial character decodes to one replacement character, so it counts
-        return len(self.text.encode("utf-8")[:byte_end].decode("utf-8", errors="replace"))
-
-
-def window_row(window_id: int, split: str, segments: list[_Segment]) -> dict[str, Any]:
-    pieces, offset = [], 0
-    for seg in segments:
-        pieces.append({**seg.piece, "offset": offset})
-        offset += len(seg.tokens)
-    ranked = ranked_labels((seg.domain, len(seg.tokens)) for seg in segments)
-    return {
-        "window_id": window_id,
-        "split": split,
-        "domain": ranked[0][0] if ranked else None,
-        "domain_mix": [{"label": k, "tokens": v} for k, v in ranked],
-        "pieces": pieces,
-    }
-
-
-def _encoded_batches(batches: Iterator[list[dict]], tokenizer) -> Iterator[tuple[list[dict], list]]:
-    """Yield (docs, encodings), encoding batch i+1 in a thread while the caller packs batch i."""
+def _encoded_units(batches: Iterator[list[dict]], tok: LoadedTokenizer) -> Iterator[tuple[list[dict], object]]:
+    """Yield (docs, future of encodings or None when chunked later), encoding unit i+1 in a thread
+    while the caller packs unit i."""
+    encode = tok.tokenizer.encode_batch_fast if tok.byte_lengths is not None else tok.tokenizer.encode_batch
     with ThreadPoolExecutor(max_workers=1) as pool:
-        future = None
-        for docs in batches:
-            encode = tokenizer.tokenizer.encode_batch_fast if tokenizer.byte_lengths is not None else \
-                tokenizer.tokenizer.encode_batch
-            nxt = pool.submit(encode, [d["text"] for d in docs], add_special_tokens=False)
-            if future is not None:
-                yield future
-            future = (docs, nxt)
-        if future is not None:
-            yield future
+        pending = None
+        for docs in _units(batches):
+            nxt = None if _chunked(docs[0], tok) else pool.submit(encode, [d["text"] for d in docs],
+                                                                  add_special_tokens=False)
+            if pending is not None:
+                yield pending
+            pending = (docs, nxt)
+        if pending is not None:
+            yield pending
+
+
+def _pieces(doc: dict, enc, tok: LoadedTokenizer, eos: np.ndarray):
+    """A document's (tokens, spans) pieces: its whole encoding or its chunks, then the EOS."""
+    text = doc["text"]
+    if enc is not None:
+        yield np.asarray(enc.ids, dtype=np.int64), CharSpans(text, enc, tok.byte_lengths)
+    else:
+        for start, chunk, chunk_enc in encode_chunks(tok, text):
+            yield np.asarray(chunk_enc.ids, dtype=np.int64), CharSpans(chunk, chunk_enc, tok.byte_lengths, start)
+    yield eos, EndSpans(len(text))
 
 
 def write_windows(batches: Iterator[list[dict]], out: Path, config: WindowsConfig, advance=lambda n: None) -> dict:
@@ -193,7 +125,7 @@ def write_windows(batches: Iterator[list[dict]], out: Path, config: WindowsConfi
     with open(out / "tokens.bin", "wb") as bin_fh:
 
         def emitter(split: str):
-            def emit(tokens_W: np.ndarray, segments: list[_Segment]) -> None:
+            def emit(tokens_W: np.ndarray, segments: list[Segment]) -> None:
                 data = tokens_W.astype(dtype).tobytes()
                 bin_fh.write(data)
                 digest.update(data)
@@ -204,13 +136,11 @@ def write_windows(batches: Iterator[list[dict]], out: Path, config: WindowsConfi
 
         packers = {s: Packer(width, config.policy, emitter(s)) for s in ("train", "val")}
         eos = np.array([tok.eos_id], dtype=np.int64)
-        for docs, future in _encoded_batches(batches, tok):
-            for doc, enc in zip(docs, future.result()):
-                tokens = np.concatenate([np.asarray(enc.ids, dtype=np.int64), eos])
-                count["documents"] += 1
-                count["tokens_in"] += len(tokens)
+        for docs, future in _encoded_units(batches, tok):
+            for doc, enc in zip(docs, future.result() if future is not None else [None]):
                 split = "val" if is_val(doc["doc_id"], config.seed, config.val_fraction) else "train"
-                packers[split].add(tokens, doc, CharSpans(doc["text"], enc, tok.byte_lengths), doc["domain"])
+                count["tokens_in"] += packers[split].add(doc, doc["domain"], _pieces(doc, enc, tok, eos))
+                count["documents"] += 1
             advance(len(docs))
         for packer in packers.values():
             packer.finish()

@@ -10,12 +10,14 @@ the second is quarantined as `duplicate_id` (its detail says the first was a num
 null id is generated as `<path relative to the input>:<line>`.
 
 A row is rejected with one of these reasons, in this order of checks:
-invalid_utf8, malformed_json, missing_text, non_string_text, empty_text, too_large, invalid_id,
-duplicate_id.
+invalid_utf8 (bad bytes), malformed_json, missing_text, non_string_text, empty_text, invalid_utf8
+(a lone surrogate escape such as `\ud800` in the text, id or domain, which no UTF-8 file can
+hold), too_large, invalid_id, duplicate_id.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +41,7 @@ QUARANTINE_REASONS = (
     "duplicate_id",
 )
 _MISSING = object()
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,8 @@ class DocumentReader:
             return Rejected(source, line, "non_string_text", f"{cfg.text_field!r} is {type(text).__name__}")
         if not text.strip():
             return Rejected(source, line, "empty_text", "text is empty or whitespace")
+        if _SURROGATE.search(text):  # a JSON escape like \ud800 that no UTF-8 file can hold
+            return Rejected(source, line, "invalid_utf8", "text holds a lone surrogate escape")
         if len(text) > cfg.max_chars:
             return Rejected(source, line, "too_large", f"{len(text)} characters > --max-chars {cfg.max_chars}")
         doc_id = record["id"] if txt else get_field(record, cfg.id_field)
@@ -122,15 +127,19 @@ class DocumentReader:
         if isinstance(doc_id, (dict, list)):
             return Rejected(source, line, "invalid_id", f"{cfg.id_field!r} is a JSON {type(doc_id).__name__}")
         kind, doc_id = type(doc_id).__name__, str(doc_id)
+        if _SURROGATE.search(doc_id):
+            return Rejected(source, line, "invalid_utf8", "id holds a lone surrogate escape")
+        domain = None
+        if cfg.domain_field:
+            value = record.get(cfg.domain_field) if txt else get_field(record, cfg.domain_field)
+            domain = None if value is _MISSING or value is None else str(value)
+            if domain is not None and _SURROGATE.search(domain):
+                return Rejected(source, line, "invalid_utf8", "domain holds a lone surrogate escape")
         if doc_id in self._seen_ids:
             first = self._seen_ids[doc_id]
             note = "" if first == kind else f" (first as a {first}: ids compare as text)"
             return Rejected(source, line, "duplicate_id", f"id {doc_id!r} seen before{note}")
         self._seen_ids[doc_id] = kind
-        domain = None
-        if cfg.domain_field:
-            value = record.get(cfg.domain_field) if txt else get_field(record, cfg.domain_field)
-            domain = None if value is _MISSING or value is None else str(value)
         return Document(doc_id, text, domain, source, line)
 
 

@@ -49,20 +49,29 @@ def fit(
     hops: Annotated[int, typer.Option(help="Basin-hopping iterations per start.")] = 20,
     delta: Annotated[float, typer.Option(help="Huber delta.")] = 1e-3,
     seed: Annotated[int, typer.Option()] = 0,
+    share: Annotated[bool, typer.Option(help="With --by: one law for all groups, each with its own floor (E0).")] = False,
+    allow_underdetermined: Annotated[bool, typer.Option(
+        help="Fit even when a law has fewer points than parameters.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print fit.json instead of the table.")] = False,
 ) -> None:
     """Fit a scaling law (Huber loss, basin-hopping) and score it on train and held-out rows."""
+    from splitlm.core.errors import ConfigError
+    from splitlm.train import flags
     from splitlm.train.scaling import report as fit_report
     from splitlm.train.scaling.fit import FitConfig
     from splitlm.train.scaling.laws import make_law
     from splitlm.train.scaling.table import TableSpec, parse_columns
 
     lo_hi = _floats(keep, "--keep")
+    if len(lo_hi) != 2:
+        raise ConfigError(f"--keep {keep!r}: expected LO,HI, e.g. 0.5,4")
+    flags.out_folder(out)
     spec = TableSpec(
-        columns=parse_columns(columns), keep=(lo_hi[0], lo_hi[-1]), drop_highest=drop_highest, by=by,
+        columns=parse_columns(columns), keep=lo_hi, drop_highest=drop_highest, by=by,
         train_where=train_where, scenario=scenario, n_unit=n_unit, token_unit=token_unit,  # type: ignore[arg-type]
     )
-    cfg = FitConfig(delta=delta, residuals=residuals, starts=starts, hops=hops, seed=seed)  # type: ignore[arg-type]
+    cfg = FitConfig(delta=delta, residuals=residuals, starts=starts, hops=hops, seed=seed, share=share,  # type: ignore[arg-type]
+                    allow_underdetermined=allow_underdetermined)
     report = fit_report.run_fit(table, make_law(law, _bounds(bound or [])), spec, cfg)
     result = fit_report.write(report, table, out)
     typer.echo(json.dumps(result, indent=2) if as_json else fit_report.render(result) + f"\n\nwrote {out}/fit.json")
@@ -80,11 +89,14 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Choose the split point t_s for a budget (eq. 5.1), D_split (eq. 5.2) and the flat range."""
+    from splitlm.train import flags
     from splitlm.train.scaling import plan as plan_mod
 
-    loss, spec = plan_mod.load_mixture(fit_dir)
     sizes = _floats(extrapolate_from, "--extrapolate-from") if extrapolate_from else ()
     cfg = plan_mod.PlanConfig(budget=budget, k=k, size=size, cpt_step=cpt_step, flat_tol=flat_tol, extrapolate_from=sizes)
+    if plot is not None:
+        flags.out_folder(plot.parent, "--plot")
+    loss, spec = plan_mod.load_mixture(fit_dir)
     result = plan_mod.plan(loss, cfg, tuple(spec.get("sizes", ())))
     if plot is not None:
         plan_mod.plot_plan(loss, cfg, result, plot)

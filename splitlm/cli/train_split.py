@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,8 +21,8 @@ def parse_tokens(text: str, flag: str) -> int:
         number = float(value[:-1] if scale > 1 else value) * scale
     except ValueError:
         raise ConfigError(f"{flag} {text}: not a token count (examples: 250000, 250k, 1.5M, 2e6)") from None
-    if number < 0 or number != int(number):
-        raise ConfigError(f"{flag} {text}: need a whole, non-negative number of tokens")
+    if not math.isfinite(number) or number < 0 or number != int(number):
+        raise ConfigError(f"{flag} {text}: need a whole, non-negative, finite number of tokens")
     return int(number)
 
 
@@ -54,8 +55,7 @@ def split_cmd(
     threads: Annotated[int, typer.Option(help="torch threads per job (0: torch default / cores split).")] = 0,
 ) -> None:
     """Pretrain on the mixture (the baseline, to D_T), branch at every split point, train each cluster."""
-    from splitlm.train import evaluate
-    from splitlm.train.split import SplitConfig, split
+    from splitlm.train.config import SplitConfig
 
     cfg = SplitConfig(
         run=run, size=size, arch=arch, total_tokens=parse_tokens(total_tokens, "--total-tokens"),
@@ -64,6 +64,9 @@ def split_cmd(
         warmup_tokens=-1 if warmup_tokens is None else parse_tokens(warmup_tokens, "--warmup-tokens"),
         seed=seed, eval_windows=eval_windows, precision=precision,
     )  # fmt: skip
+    from splitlm.train import evaluate  # the training code loads only once the flags have passed
+    from splitlm.train.split import split
+
     budget, table = split(cfg, out, _clusters(clusters), parallel=parallel, threads=threads)
     if budget.note:
         typer.echo(f"note: {budget.note}")

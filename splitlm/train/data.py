@@ -16,13 +16,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset
 
 from splitlm.core.errors import ConfigError, SchemaError
-from splitlm.schemas.layout import RunLayout
+from splitlm.schemas.layout import RunLayout, cluster_name
 from splitlm.schemas.run import RunSummary
-from splitlm.schemas.tokens import TokenArray
+from splitlm.schemas.tokens import TokenArray, token_dtype
 
 
 def read_run(run: Path) -> RunSummary:
@@ -34,12 +36,51 @@ def shard_dir(run: Path, cluster: int, split: str, k: int) -> Path:
     return RunLayout(run).shard(cluster, k, split)
 
 
+REDO = "re-curate the run (`curate cluster` into a fresh --out)"
+
+
 def open_shard(run: Path, cluster: int, split: str, info: RunSummary) -> TokenArray:
-    array = TokenArray(shard_dir(run, cluster, split, info.k))
-    if array.seq_len != info.seq_len:
-        width = array.header.width
-        raise SchemaError(f"{array.folder}: windows of {width} tokens, the run manifest says {info.seq_len + 1}")
+    """A shard that matches its header (bytes), its index (rows) and the run (dtype, window width)."""
+    folder = shard_dir(run, cluster, split, info.k)
+    try:
+        array = TokenArray(folder)
+    except SchemaError as err:
+        raise SchemaError(f"{err}; {REDO}") from err
+    width, bin_path = array.header.width, folder / "tokens.bin"
+    if width != info.seq_len + 1:
+        raise SchemaError(f"{bin_path}: windows of {width} tokens, the run manifest says {info.seq_len + 1}; {REDO}")
+    if np.dtype(array.header.dtype) != token_dtype(info.vocab_size):
+        want = token_dtype(info.vocab_size).name
+        raise SchemaError(f"{bin_path}: {array.header.dtype} ids, a vocabulary of {info.vocab_size} needs {want}; {REDO}")
+    index = folder / "index.parquet"
+    try:
+        rows = pq.ParquetFile(index).metadata.num_rows
+    except (OSError, pa.ArrowException) as err:
+        raise SchemaError(f"{index}: cannot read the shard index ({err}); {REDO}") from None
+    if rows != len(array):
+        raise SchemaError(f"{bin_path}: {len(array)} windows, {index.name} lists {rows}; {REDO}")
     return array
+
+
+def check_shards(run: Path, info: RunSummary, branches: tuple[int, ...]) -> None:
+    """Before any training: every shard opens and checks out, every cluster has validation windows
+    (pretraining evaluates all of them) and every cluster in `branches` has training windows."""
+    no_val = [k for k in range(info.k) if not len(open_shard(run, k, "val", info))]
+    no_train = [k for k in range(info.k) if not len(open_shard(run, k, "train", info))]
+    if no_val:
+        raise ConfigError(f"{run}/shards: {_names(no_val, info.k)} no validation windows, and every cluster is "
+                          "evaluated; re-curate with `curate cluster --val-min-windows N`")
+    if len(no_train) == info.k:
+        raise ConfigError(f"{run}/shards: no cluster has training windows; {REDO}")
+    empty = [k for k in branches if k in no_train]
+    if empty:
+        raise ConfigError(f"{run}/shards: {_names(empty, info.k)} no training windows to branch on; leave "
+                          "it out with --clusters, or re-curate with another --k")
+
+
+def _names(clusters: list[int], k: int) -> str:
+    """`cluster-03 has` / `cluster-00, cluster-03 have`."""
+    return ", ".join(cluster_name(c, k) for c in clusters) + (" has" if len(clusters) == 1 else " have")
 
 
 class ShuffledStream(Dataset):

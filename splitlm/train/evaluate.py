@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 
 from splitlm.core.atomic import atomic_path, atomic_write_text
 from splitlm.core.errors import ConfigError
@@ -26,7 +27,8 @@ from splitlm.schemas.layout import TrainLayout
 from splitlm.schemas.losses import LOSSES
 from splitlm.schemas.run import RunSummary
 from splitlm.train import data as data_mod
-from splitlm.train import runner
+from splitlm.train import checkpoint, flags, runner
+from splitlm.train.loss import token_nll
 
 
 def collect_losses(out: Path) -> pa.Table:
@@ -77,25 +79,16 @@ def compare_final(table: pa.Table) -> list[dict]:
 
 def _score(model, windows_NT: np.ndarray, start: int, batch_size: int, bf16: bool) -> np.ndarray:
     """Summed NLL of tokens start..T-1 of every window, each predicted from all tokens before it."""
-    import torch
-    import torch.nn.functional as F
-
     nll_N = np.zeros(len(windows_NT), np.float64)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for i in range(0, len(windows_NT), batch_size):
             ids_BT = torch.from_numpy(windows_NT[i : i + batch_size].astype(np.int64))
-            logits_BTV = model(input_ids=ids_BT).logits[:, start - 1 : -1].float()
-            nll_BT = F.cross_entropy(logits_BTV.transpose(1, 2), ids_BT[:, start:], reduction="none")
-            nll_N[i : i + batch_size] = nll_BT.sum(1).double().numpy()
+            nll_N[i : i + batch_size] = token_nll(model, ids_BT, start).sum(1).double().numpy()
     return nll_N
 
 
 def _load(folder: Path):
-    from transformers import AutoModelForCausalLM
-
-    if not (folder / "model.safetensors").exists():
-        raise ConfigError(f"{folder}: no finished model; run `train split` to completion first")
-    return AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa").eval()
+    return checkpoint.load(folder).eval()
 
 
 def _val_shards(run: Path, info: RunSummary):
@@ -150,6 +143,7 @@ def routed_eval(
 
     `prefix_tokens` None routes by the router's own prefix length.
     """
+    flags.number("--batch-size", batch_size, least=1, meaning="windows per forward pass")
     info = data_mod.read_run(run)
     router = router or Router.load(run)
     prefix_tokens = router.prefix_tokens if prefix_tokens is None else prefix_tokens
@@ -160,14 +154,17 @@ def routed_eval(
 
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per branch otherwise
     shards, own, domains = _val_shards(run, info)
+    if not len(own):
+        raise ConfigError(f"{run}/shards: no validation windows in any cluster; re-curate with "
+                          "`curate cluster --val-min-windows N`")
     prefixes = [row.tolist() for shard in shards for row in shard.tokens[:, :prefix_tokens]]
     routed = np.asarray(router.route_tokens(prefixes, prefix_tokens).clusters, dtype=np.int64)
     bf16 = runner.use_bf16("auto")
     baseline = _load(train / "pretrain" / "final")
-    base_N = _score_routed(shards, np.zeros_like(routed), lambda _: baseline, prefix_tokens, batch_size, bf16)
     splits = TrainLayout(train).split_points()
     if not splits:
         raise ConfigError(f"{train}: no branches; run `train split` first")
+    base_N = _score_routed(shards, np.zeros_like(routed), lambda _: baseline, prefix_tokens, batch_size, bf16)
     rows = []
     for split_at in splits:
         load = lambda c: _load(TrainLayout(train).branch(split_at, c, info.k) / "final")  # noqa: E731

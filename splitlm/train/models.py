@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from splitlm.core.atomic import fresh_folder, publish_folder
 from splitlm.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# torch and transformers are imported where they are used: the sizes and their checks stay
+# importable in a moment (flag errors come back before the heavy libraries load).
 
 ARCHES = ("gpt2", "llama")
 
@@ -95,6 +97,7 @@ def build_config(size: ModelSize, arch: str, vocab_size: int, eos_id: int, conte
 
 def build_model(config, seed: int) -> nn.Module:
     """A freshly initialised causal LM; the same seed gives byte-identical weights."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
@@ -112,6 +115,8 @@ class ParamCounts:
 
 
 def count_params(model: nn.Module) -> ParamCounts:
+    from torch import nn
+
     unique = {id(p): p for p in model.parameters()}
     embedding_ids = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
     head = model.get_output_embeddings()
@@ -122,17 +127,12 @@ def count_params(model: nn.Module) -> ParamCounts:
     return ParamCounts(total=total, non_embedding=total - embedded)
 
 
-def weights_sha256(model: torch.nn.Module) -> str:
+def weights_sha256(model: nn.Module) -> str:
     """sha256 over the name and raw bytes of every tensor: equal exactly when the weights are identical."""
+    import torch
+
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-def save_weights(model: torch.nn.Module, folder: Path) -> None:
-    """`save_pretrained` (safetensors) into a temporary folder, then rename it into place."""
-    tmp = fresh_folder(folder.with_name(f".{folder.name}.partial"))
-    model.save_pretrained(tmp)
-    publish_folder(tmp, folder)

@@ -23,14 +23,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, TrainerCallback, TrainingArguments
 from transformers.utils import logging as hf_logging
 
 from splitlm.core.atomic import atomic_write_text
 from splitlm.core.errors import ConfigError
 from splitlm.schemas.run import RunSummary
+from splitlm.train import checkpoint, models
+from splitlm.train.config import PRECISIONS
 from splitlm.train import data as data_mod
-from splitlm.train import models
+from splitlm.train.loss import LossTrainer
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,8 @@ class TrainJob:
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ConfigError(f"{self.name}: a budget of {self.steps} steps; raise the token budget")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ConfigError(f"--precision {self.precision}: choose auto, bf16 or fp32")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ def training_args(job: TrainJob, bf16: bool):
         optim="adamw_torch", adam_beta1=0.9, adam_beta2=0.999,
         lr_scheduler_type="constant_with_warmup", warmup_steps=job.warmup_steps,
         train_sampling_strategy="sequential",  # ShuffledStream already holds the seeded order
-        eval_strategy="no", save_strategy="no", save_total_limit=1,
+        eval_strategy="no", save_strategy="no", save_total_limit=1, prediction_loss_only=True,
         logging_strategy="steps", logging_steps=job.eval_every, disable_tqdm=True, report_to="none",
         bf16=bf16, use_cpu=not torch.cuda.is_available(), seed=job.seed, dataloader_num_workers=0,
     )  # fmt: skip
@@ -165,7 +167,7 @@ class JobHooks(TrainerCallback):
 
     def _export(self, model, step: int) -> None:
         if step in self.job.export_at:
-            models.save_weights(model, export_dir(self.job.out, step * self.tokens_per_step))
+            checkpoint.save(model, export_dir(self.job.out, step * self.tokens_per_step))
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if state.global_step == 0:
@@ -211,7 +213,7 @@ def _initial_model(job: TrainJob, info: RunSummary):
         config = models.build_config(size, job.arch, info.vocab_size, info.eos_id, info.seq_len + 1)
         model = models.build_model(config, job.seed)
     elif (job.init / "config.json").exists():
-        model = AutoModelForCausalLM.from_pretrained(job.init, attn_implementation="sdpa", dtype=torch.float32)
+        model = checkpoint.load(job.init)
     else:
         raise ConfigError(f"{job.init}: no saved model to branch from; rerun the pretraining job")
     if model.config.vocab_size != info.vocab_size:
@@ -257,7 +259,7 @@ def train(job: TrainJob) -> JobResult:
         start_at = f"checkpoint step {resumed_from}" if resume else (job.init or f"seed {job.seed}")
         print(f"{job.name}: {job.size} {job.arch}, {counts.total:,} params ({counts.non_embedding:,} non-embedding), "
               f"{job.steps} steps of {hooks.tokens_per_step:,} tokens, from {start_at}", flush=True)
-    trainer = Trainer(
+    trainer = LossTrainer(
         model=model, args=training_args(job, use_bf16(job.precision)),
         train_dataset=stream, eval_dataset=evals, callbacks=[hooks],
     )  # fmt: skip
@@ -266,7 +268,7 @@ def train(job: TrainJob) -> JobResult:
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - start
-    models.save_weights(trainer.model, job.out / "final")
+    checkpoint.save(trainer.model, job.out / "final")
     opt_state = trainer.optimizer.state_dict()["state"]
     result = JobResult(
         name=job.name, steps=job.steps, tokens=job.steps * hooks.tokens_per_step,

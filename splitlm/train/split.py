@@ -26,39 +26,12 @@ from splitlm.core.errors import ConfigError
 from splitlm.core.hashing import canonical
 from splitlm.schemas.layout import TrainLayout
 from splitlm.train import data as data_mod
-from splitlm.train import runner
+from splitlm.train import flags, runner
+from splitlm.train.config import SplitConfig
 from splitlm.train.evaluate import write_losses
 
 # Paper App. A: 10,000 warmup steps for pretraining, 3,000 when a branch starts from step 0.
 STEP0_WARMUP_SHARE = 0.3
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """Everything that defines a split run; a rerun into the same TRAIN must match it."""
-
-    run: Path
-    """The curated run folder."""
-    size: str
-    """Model size (see `models.SIZES`)."""
-    total_tokens: int
-    """D_T: the whole budget, pretraining plus all K branches."""
-    split_at: tuple[int, ...]
-    """Split points t_s in pretraining tokens (0 = branch from the initial weights)."""
-    arch: str = "gpt2"
-    """`gpt2` or `llama`."""
-    batch_size: int = 8
-    """Windows per step."""
-    eval_every: int = 0
-    """Tokens between evaluations (0: D_T / 20)."""
-    warmup_tokens: int = -1
-    """Pretraining warmup in tokens (-1: 1% of D_T; the paper used 10,000 steps of 1M tokens)."""
-    seed: int = 0
-    """Seeds initial weights and data order."""
-    eval_windows: int = 256
-    """Validation windows per cluster and evaluation (0: all)."""
-    precision: str = "auto"
-    """`auto`, `bf16` or `fp32`."""
 
 
 @dataclass(frozen=True)
@@ -163,9 +136,18 @@ def run_jobs(jobs: list[runner.TrainJob], parallel: int) -> list[runner.JobResul
 def split(
     cfg: SplitConfig, out: Path, clusters: tuple[int, ...] | None = None, parallel: int = 1, threads: int = 0
 ):
-    """Pretrain (the baseline), then every branch; returns (budget, losses table path)."""
-    check_config(cfg, out)
+    """Pretrain (the baseline), then every branch; returns (budget, losses table path).
+
+    Everything that can be refused is checked before TRAIN is touched (flags, budget, --out, every
+    shard), so a refused run leaves nothing behind that would block the corrected one.
+    """
+    flags.number("--parallel", parallel, least=1)
+    flags.number("--threads", threads, least=0, meaning="0: torch's default")
+    flags.out_folder(out)
     budget, pretrain, branches = plan_jobs(cfg, out, clusters)
+    info = data_mod.read_run(cfg.run)
+    data_mod.check_shards(cfg.run, info, tuple(sorted({b.branch_cluster for b in branches})))
+    check_config(cfg, out)
     print(budget.describe(len(pretrain.train_clusters)), flush=True)
     runner.train(replace(pretrain, threads=threads))
     run_jobs([replace(b, threads=threads) for b in branches], parallel)

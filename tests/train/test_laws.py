@@ -101,7 +101,7 @@ def test_bounds_override_and_errors() -> None:
     assert law.params[law.names.index("Ds")].hi == 1.0
     with pytest.raises(ConfigError, match="not parameters"):
         make_law("split", {"delta": (0.0, 1.0)})
-    with pytest.raises(ConfigError, match="lo < hi"):
+    with pytest.raises(ConfigError, match="LO < HI"):
         make_law("chinchilla", {"alpha": (1.0, 0.5)})
     with pytest.raises(ConfigError, match="choose one of"):
         make_law("kaplan")

@@ -23,6 +23,7 @@ import numpy as np
 from scipy.optimize import basinhopping, minimize
 
 from splitlm.core.errors import ConfigError
+from splitlm.train import flags
 from splitlm.train.scaling.laws import Law, Points
 
 Residuals = Literal["loss", "log"]
@@ -45,12 +46,20 @@ class FitConfig:
     stepsize: float = 0.5
     """Initial basin-hopping step in the unconstrained variables (adapted as it runs)."""
     seed: int = 0
+    share: bool = False
+    """With groups: one law for all of them, each group with its own floor (`shared`)."""
+    allow_underdetermined: bool = False
+    """Fit even when a law has fewer points than parameters (`identify.check`)."""
 
     def __post_init__(self) -> None:
         if self.residuals not in ("loss", "log"):
             raise ConfigError(f"--residuals {self.residuals!r}: choose loss or log")
-        if self.delta <= 0 or self.starts < 1 or self.hops < 0 or self.temperature <= 0:
-            raise ConfigError("fit: need delta > 0, starts >= 1, hops >= 0 and temperature > 0")
+        flags.number("--delta", self.delta, above=0)
+        flags.number("--starts", self.starts, least=1)
+        flags.number("--hops", self.hops, least=0)
+        flags.number("--seed", self.seed, least=0)
+        flags.number("temperature", self.temperature, above=0)
+        flags.number("stepsize", self.stepsize, above=0)
 
 
 @dataclass(frozen=True, eq=False)

@@ -42,10 +42,11 @@ class Param:
     start: tuple[float, float] | None = None  # natural-unit range for starts (default: [lo, hi])
 
     def __post_init__(self) -> None:
-        if not self.lo < self.hi:
-            raise ConfigError(f"bound {self.name}={self.lo},{self.hi}: need lo < hi")
-        if self.log_scale and self.lo <= 0:
-            raise ConfigError(f"bound {self.name}: a log-scaled range needs lo > 0")
+        bound = f"--bound {self.name}={self.lo:g},{self.hi:g}"
+        if not (math.isfinite(self.lo) and self.lo < self.hi) or math.isnan(self.hi):
+            raise ConfigError(f"{bound}: need a finite LO < HI (HI may be inf)")
+        if self.log_scale and (self.lo <= 0 or not math.isfinite(self.hi)):
+            raise ConfigError(f"{bound}: {self.name} is log-scaled: need 0 < LO < HI < inf")
 
     @property
     def start_range(self) -> tuple[float, float]:
@@ -61,9 +62,11 @@ class Points:
     N: np.ndarray
     D: np.ndarray
     Dk: np.ndarray
+    group: np.ndarray | None = None
+    """Index of each run's group, for a law shared by groups (`shared.SharedLaw`)."""
 
     def take(self, mask: np.ndarray) -> Points:
-        return Points(self.N[mask], self.D[mask], self.Dk[mask])
+        return Points(self.N[mask], self.D[mask], self.Dk[mask], None if self.group is None else self.group[mask])
 
     def __len__(self) -> int:
         return len(self.N)

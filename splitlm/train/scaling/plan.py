@@ -29,6 +29,7 @@ import numpy as np
 from scipy.optimize import brentq, minimize_scalar
 
 from splitlm.core.errors import ConfigError, InputError
+from splitlm.train import flags
 from splitlm.train.scaling.laws import Points, SplitLaw
 
 
@@ -157,8 +158,13 @@ class PlanConfig:
     """Smaller sizes whose optimal fractions are fitted as a N^b; empty = the fit's own sizes < size."""
 
     def __post_init__(self) -> None:
-        if self.budget <= 0 or self.k < 1 or self.size <= 0 or self.cpt_step < 0:
-            raise ConfigError("plan: need --budget > 0, --k >= 1, --size > 0 and --cpt-step >= 0")
+        flags.number("--budget", self.budget, above=0, meaning="tokens")
+        flags.number("--k", self.k, least=1)
+        flags.number("--size", self.size, above=0, meaning="parameters")
+        flags.number("--cpt-step", self.cpt_step, least=0, meaning="tokens")
+        flags.number("--flat-tol", self.flat_tol, least=0)
+        for s in self.extrapolate_from:
+            flags.number("--extrapolate-from", s, above=0, meaning="model sizes in parameters")
 
 
 def plan(loss: MixtureLoss, cfg: PlanConfig, fitted_sizes: tuple[float, ...] = ()) -> dict:

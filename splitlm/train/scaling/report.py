@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from splitlm.core.atomic import atomic_write_text
+from splitlm.core.errors import ConfigError
+from splitlm.train.scaling import identify, shared
 from splitlm.train.scaling.fit import FitConfig, FitResult, fit_law, metrics
 from splitlm.train.scaling.laws import Law
 from splitlm.train.scaling.table import Runs, TableSpec, load_runs
@@ -32,19 +34,35 @@ class FitReport:
     results: dict[str, FitResult]
     frame: pl.DataFrame  # runs.frame plus `_pred`
     seconds: float
+    warnings: list[str] = field(default_factory=list)
 
 
 def run_fit(table: Path, law: Law, spec: TableSpec, cfg: FitConfig) -> FitReport:
-    """Fit `law` to the train rows of each group of `table` and predict every kept row."""
+    """Fit `law` to the train rows of each group of `table` (or one shared law) and predict every kept row.
+
+    Refuses (ConfigError) a law with fewer train points than parameters unless
+    `cfg.allow_underdetermined`; parameters the data cannot pin down are reported as warnings.
+    """
     t0 = time.perf_counter()
     runs = load_runs(table, spec, law)
-    results, parts = {}, []
-    for group in runs.groups:
-        rows = runs.frame.filter(pl.col("_group") == group)
-        train = rows.filter("_train")
-        results[group] = fit_law(law, runs.points(train), train["_loss"].to_numpy(), cfg)
-        parts.append(rows.with_columns(_pred=pl.Series(results[group].predict(runs.points(rows)))))
-    return FitReport(law, cfg, spec, runs, results, pl.concat(parts), time.perf_counter() - t0)
+    if cfg.share and spec.by is None:
+        raise ConfigError("--share: fits one law across the groups of --by; give --by too (e.g. --by cluster)")
+    trains = {g: runs.frame.filter((pl.col("_group") == g) & pl.col("_train")) for g in runs.groups}
+    points = {g: runs.points(t) for g, t in trains.items()}
+    losses = {g: t["_loss"].to_numpy() for g, t in trains.items()}
+    if cfg.share:
+        who = f"{law.name} law shared by {len(points)} {spec.by} groups"
+        warnings = identify.check(shared.share(law, runs.groups), {who: shared.pooled(points)}, cfg.allow_underdetermined)
+        results = shared.fit_shared(law, points, losses, cfg)
+    else:
+        who = {g: f"{law.name} law" + (f" for {spec.by} {g}" if spec.by else "") for g in runs.groups}
+        warnings = identify.check(law, {who[g]: points[g] for g in runs.groups}, cfg.allow_underdetermined)
+        results = {g: fit_law(law, points[g], losses[g], cfg) for g in runs.groups}
+    parts = [
+        rows.with_columns(_pred=pl.Series(results[g].predict(runs.points(rows))))
+        for g, rows in ((g, runs.frame.filter(pl.col("_group") == g)) for g in runs.groups)
+    ]
+    return FitReport(law, cfg, spec, runs, results, pl.concat(parts), time.perf_counter() - t0, warnings)
 
 
 def _scores(frame: pl.DataFrame) -> dict:
@@ -93,6 +111,8 @@ def report_dict(report: FitReport, table: Path) -> dict:
             **asdict(report.cfg), "seconds": report.seconds, "local_runs": sum(r.local_runs for r in results.values())
         },
     }
+    if report.warnings:
+        out["warnings"] = report.warnings
     raw = {g: law.raw_params(r.params, spec.n_unit, spec.token_unit) for g, r in results.items()}
     if raw[next(iter(raw))] is not None:
         out["params_raw_units"] = raw if grouped else raw["all"]
@@ -134,6 +154,7 @@ def render(out: dict) -> str:
             row = "".join(f"{_fmt(s[k]):>10}" for k in ("mae", "mre", "r2", "r"))
             objective = _fmt(obj) if split == "train" and obj is not None else ""
             lines.append(f"{g:<10}{split:>6}{s['n']:>6}{row}{objective:>12}")
+    lines += [f"warning: {text}" for text in out.get("warnings", [])]
     return "\n".join(lines)
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from splitlm.core.errors import ConfigError, InputError
+from splitlm.train import flags
 from splitlm.train.scaling.laws import BILLION, Law, Points
 
 DEFAULT_COLUMNS = {"N": "n_params", "D": "pt_tokens", "Dk": "cpt_tokens", "loss": "eval_loss"}
@@ -65,8 +66,12 @@ class TableSpec:
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
             raise ConfigError(f"--scenario {self.scenario!r}: choose one of {', '.join(SCENARIOS)}")
-        if self.n_unit <= 0 or self.token_unit <= 0 or self.drop_highest < 0:
-            raise ConfigError("units must be > 0 and --drop-highest >= 0")
+        flags.number("--n-unit", self.n_unit, above=0)
+        flags.number("--token-unit", self.token_unit, above=0)
+        flags.number("--drop-highest", self.drop_highest, least=0)
+        lo, hi = (flags.number("--keep", v, finite=False) for v in self.keep)
+        if not lo < hi:
+            raise ConfigError(f"--keep {lo:g},{hi:g}: need LO < HI")
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,24 +118,42 @@ def _expr(df: pl.DataFrame, text: str, flag: str) -> pl.Expr:
     return expr
 
 
-def _canonical(df: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
+def _numbers(df: pl.DataFrame, text: str, flag: str, path: Path) -> pl.Series:
+    """Column or expression `text` as floats; text in it is an InputError naming the first bad row."""
+    try:
+        col = df.select(_expr(df, text, flag).alias("v"))["v"]
+    except pl.exceptions.PolarsError as err:
+        raise InputError(f"{path}: {flag} {text!r} cannot be computed: {' '.join(str(err).split())[:200]}") from None
+    if col.dtype.is_numeric() or col.dtype == pl.Null:
+        return col.cast(pl.Float64)
+    values = col.cast(pl.String).cast(pl.Float64, strict=False)
+    bad = values.is_null() & col.is_not_null()
+    if bad.any():
+        i = int(bad.arg_true()[0])
+        where = f"{path}:{i + 2}" if path.suffix == ".csv" else f"{path}: row {i + 1}"
+        raise InputError(f"{where}: {flag} {text!r} holds {str(col[i])[:40]!r}, not a number; fix the row or "
+                         f"point {flag} at a numeric column")
+    return values
+
+
+def _canonical(df: pl.DataFrame, spec: TableSpec, path: Path) -> pl.DataFrame:
+    """One row per input row: `_N`, `_D`, `_Dk` in law units, `_loss`, `_group`, `_train`."""
     cols = spec.columns
-    dk = (
-        pl.lit(0.0)
-        if cols["Dk"] == DEFAULT_COLUMNS["Dk"] and cols["Dk"] not in df.columns
-        else _expr(df, cols["Dk"], "--columns Dk")
-    )
     if spec.by is not None and spec.by not in df.columns:
         raise ConfigError(f"--by {spec.by!r}: no such column in {df.columns}")
+    no_dk = cols["Dk"] == DEFAULT_COLUMNS["Dk"] and cols["Dk"] not in df.columns
+    dk = pl.zeros(df.height, pl.Float64, eager=True) if no_dk else _numbers(df, cols["Dk"], "--columns Dk", path)
     train = pl.lit(True) if not spec.train_where else _expr(df, spec.train_where, "--train-where").fill_null(False)
-    return df.select(
-        (_expr(df, cols["N"], "--columns N").cast(pl.Float64) / spec.n_unit).alias("_N"),
-        (_expr(df, cols["D"], "--columns D").cast(pl.Float64) / spec.token_unit).alias("_D"),
-        (dk.cast(pl.Float64) / spec.token_unit).alias("_Dk"),
-        _expr(df, cols["loss"], "--columns loss").cast(pl.Float64).alias("_loss"),
+    numbers = pl.DataFrame({
+        "_N": _numbers(df, cols["N"], "--columns N", path) / spec.n_unit,
+        "_D": _numbers(df, cols["D"], "--columns D", path) / spec.token_unit,
+        "_Dk": dk / spec.token_unit,
+        "_loss": _numbers(df, cols["loss"], "--columns loss", path),
+    })
+    return numbers.hstack(df.with_columns(  # with_columns, not select: literals fill every row
         (pl.col(spec.by).cast(pl.String) if spec.by else pl.lit("all")).alias("_group"),
         train.cast(pl.Boolean).alias("_train"),
-    )
+    ).select("_group", "_train"))
 
 
 def load_runs(path: Path, spec: TableSpec, law: Law) -> Runs:
@@ -145,9 +168,11 @@ def load_runs(path: Path, spec: TableSpec, law: Law) -> Runs:
         if before - df.height:
             dropped[reason] = before - df.height
 
+    own = pl.lit(True)
     if "eval_cluster" in df.columns and "cluster" in df.columns:
-        drop("other_cluster_eval", pl.col("eval_cluster").cast(pl.String) == pl.col("cluster").cast(pl.String))
-    df = _canonical(df, spec)
+        own = df.select(pl.col("eval_cluster").cast(pl.String) == pl.col("cluster").cast(pl.String)).to_series()
+    df = _canonical(df, spec, path)  # row i is still the table's row i: errors can name it
+    drop("other_cluster_eval", own)
     finite = pl.all_horizontal(pl.col(c).is_finite() for c in ("_N", "_D", "_Dk", "_loss"))
     drop("missing_or_nonfinite", finite.fill_null(False))
     if spec.drop_highest:

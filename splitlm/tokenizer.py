@@ -33,7 +33,7 @@ class LoadedTokenizer:
     tokenizer: Tokenizer
     eos_id: int
     vocab_size: int
-    byte_lengths: "np.ndarray | None" = None  # bytes per token id, for byte-level BPE only
+    byte_lengths: np.ndarray | None = None  # bytes per token id, for byte-level BPE only
     streamable: bool = False  # pre-tokenizes with GPT2_PATTERN only: chunked encoding gives the same ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
@@ -85,7 +85,7 @@ def _resolve(spec: str) -> Path:
     )
 
 
-def _byte_lengths(tok: Tokenizer, model: dict) -> "np.ndarray | None":
+def _byte_lengths(tok: Tokenizer, model: dict) -> np.ndarray | None:
     """For byte-level BPE, every vocabulary character stands for one byte of text."""
     if (model.get("decoder") or {}).get("type") != "ByteLevel":
         return None

@@ -7,15 +7,18 @@ same if the last one does not depend on what follows. Both hold at a cut p where
 - text[p] is ASCII whitespace (space, tab, newline, carriage return) and text[p - 1] is not
   whitespace: no piece holds a non-space followed by a space (` ?\\p{L}+` and its kin take a space
   only in front, contractions hold none), and no whitespace piece ends at p, so no lookahead
-  `(?!\\S)` looks at text[p]. "Not whitespace" is checked conservatively: Python's `\\s` (a superset
-  of the regex engine's), and a non-ASCII character must also be printable (letters, marks,
-  numbers, punctuation, symbols; never whitespace in any Unicode version).
+  `(?!\\S)` looks at text[p]. "Not whitespace" is checked conservatively: not Python's `\\s` (a
+  superset of the regex engine's: it adds U+001C..U+001F, a test checks every code point), and
+  printable (letters, marks, numbers, punctuation, symbols: never whitespace in any Unicode
+  version, should the engine's tables be of another version than Python's).
 - text[p - 1] and text[p] are ASCII characters of different classes among letter, digit and other
-  non-space (punctuation), except an apostrophe followed by a letter (`'s`, `'ll`, ... cross it).
-  Greedy runs stop at the class change on both sides.
-A stretch of more than `size` characters with neither kind of cut (a run of letters, digits,
-punctuation or whitespace; text in a script without spaces and without newlines) is one chunk up to
-the next cut: exact, and then memory grows with that stretch.
+  non-space (punctuation), except an apostrophe followed by a letter (`'s`, `'ll`, ... cross it);
+  or one is a Han, hiragana or katakana letter and the other CJK punctuation (`。`, `、`, `，`, ...),
+  characters whose classes no Unicode version changed. Greedy runs stop at the class change on
+  both sides.
+A stretch of more than `size` characters with no such cut (a run of letters, digits, punctuation or
+whitespace; text in another script without spaces, newlines or those punctuation marks) is one
+chunk up to the next cut: still exact, but memory then grows with that stretch.
 
 Word chunks (`word_blocks`) end before a whitespace character, so their words are `str.split()`'s.
 """
@@ -23,7 +26,7 @@ Word chunks (`word_blocks`) end before a whitespace character, so their words ar
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -35,7 +38,11 @@ ENCODE_CHARS = 1 << 19
 """Characters per call to the tokenizer: several chunks of a long document, or a run of short ones."""
 
 _OTHER = r"\x21-\x26\x28-\x2f\x3a-\x40\x5b-\x60\x7b-\x7e"  # ASCII punctuation and symbols but the apostrophe
-_CLASS_CHANGE = (rf"[A-Za-z][0-9'{_OTHER}]|[0-9][A-Za-z'{_OTHER}]|[{_OTHER}][A-Za-z0-9]|'[0-9]")
+# Han, hiragana, katakana letters and CJK punctuation, all in Unicode since 1.1 with these categories
+CJK_LETTERS = "\u4e00-\u9fa5\u3041-\u3094\u30a1-\u30fa"
+CJK_PUNCTUATION = "\u3001\u3002\u300c-\u300f\uff01\uff08\uff09\uff0c\uff0e\uff1a\uff1b\uff1f"
+_CLASS_CHANGE = (rf"[A-Za-z][0-9'{_OTHER}]|[0-9][A-Za-z'{_OTHER}]|[{_OTHER}][A-Za-z0-9]|'[0-9]"
+                 rf"|[{CJK_LETTERS}][{CJK_PUNCTUATION}]|[{CJK_PUNCTUATION}][{CJK_LETTERS}]")
 _CUT = rf"([^\s])[ \t\n\r]|{_CLASS_CHANGE}"  # the cut falls before the pair's last character
 _LAST_CUT = re.compile(rf"(?s:.*)(?:{_CUT})")
 _NEXT_CUT = re.compile(_CUT)

@@ -8,8 +8,9 @@ depend on how the document was chunked. See `splitlm.curate.windows` for the pol
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 

@@ -13,16 +13,30 @@ with a training window. Window ids follow emission order across both streams.
 
 Output: `tokens.bin` [windows, seq_len + 1] (uint16 for vocabularies up to 65,536, else uint32)
 with `tokens.json`, and `windows-*.parquet` (schema WINDOWS) with every window's provenance.
-Tokenizing the next batch overlaps with packing the current one (the Rust tokenizer releases the GIL).
+
+Memory per document is bounded. Short documents are tokenized in runs of up to ENCODE_CHARS
+(512k) characters; a document longer than CHUNK_CHARS (64k) is tokenized in chunks of about 64k
+characters, ENCODE_CHARS at a time, each cut where GPT-2 pre-tokenisation cannot merge across
+the cut (`splitlm.curate.chunking`), so its ids are those of the whole text; the packer takes the
+chunks as they come and keeps at most one window pending. Beyond the document's text itself, the
+stage then holds one tokenizer call's working memory (~70 bytes per character: ~40 MB), the same
+again for the next run being tokenized in the background, and one window, whatever the document's
+length (measured: a 5.2 MB document in ~0.35 GB for the whole `curate windows` run, most of it
+the process and tokenizer baseline). Two cases are not bounded this way: a stretch of more than 64k
+characters with no safe cut (one run of letters, digits, punctuation or whitespace; a script
+without spaces or newlines) is one chunk, ~70 bytes per character of that stretch; and a tokenizer
+that does not pre-tokenize exactly as GPT-2 (`LoadedTokenizer.streamable`) encodes each document
+whole, ~115 bytes per character.
+Tokenizing the next run overlaps with packing the current one (the Rust tokenizer releases the GIL).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -111,7 +125,7 @@ def _pieces(doc: dict, enc, tok: LoadedTokenizer, eos: np.ndarray):
     if enc is not None:
         yield np.asarray(enc.ids, dtype=np.int64), CharSpans(text, enc, tok.byte_lengths)
     else:
-        for start, chunk, chunk_enc in encode_chunks(tok, text):
+        for start, chunk, chunk_enc in encode_chunks(tok, text, CHUNK_CHARS, ENCODE_CHARS):
             yield np.asarray(chunk_enc.ids, dtype=np.int64), CharSpans(chunk, chunk_enc, tok.byte_lengths, start)
     yield eos, EndSpans(len(text))
 

@@ -43,3 +43,16 @@ def test_near_pass_can_be_turned_off_and_threshold_matters():
     exact_only = Deduplicator(DedupConfig(near=False))
     exact_only.check("a", " ".join(base))
     assert exact_only.check("b", " ".join(edited)) is None
+
+
+def test_long_documents_stream_to_the_same_verdicts():
+    """Documents many blocks long (hashed and shingled block by block) are found like short ones."""
+    words = _words(4, 60_000)  # ~420k characters, several word blocks and hundreds of shingle batches
+    near = list(words)
+    for i in range(0, len(near), 500):
+        near[i] = "changed"  # 1 word in 500: Jaccard of 5-gram sets ~0.98
+    dedup = Deduplicator(DedupConfig())
+    assert dedup.check("long", " ".join(words)) is None
+    assert dedup.check("spaced", "\n".join(words) + "  ") == ("exact", "long")
+    assert dedup.check("edited", " ".join(near)) == ("near", "long")
+    assert dedup.check("other", " ".join(_words(5, 60_000))) is None

@@ -107,3 +107,24 @@ def test_byte_level_char_spans_match_tokenizer_offsets():
         fast, slow = CharSpans(text, enc, tok.byte_lengths), CharSpans(text, enc, None)
         for i in range(0, len(enc.ids), 7):
             assert (fast.start(i), fast.end(i)) == (slow.start(i), slow.end(i)), (text[:30], i)
+
+
+def test_a_document_longer_than_a_chunk_windows_as_its_whole_text(tmp_path):
+    """Default chunk sizes: a 150k-character document (three chunks) gives the whole text's tokens, and its
+    pieces' character spans tile the text."""
+    from splitlm.assets import demo_corpus_path
+    from splitlm.curate.chunking import CHUNK_CHARS
+    from splitlm.curate.windows import write_windows
+
+    lines = demo_corpus_path().read_text(encoding="utf-8").splitlines()
+    text = "\n".join(json.loads(line)["text"] for line in lines)[: 2 * CHUNK_CHARS + 20_000]
+    tok = load_tokenizer("gpt2")
+    docs = [{"doc_id": "long", "text": text, "domain": None, "source": "s"}]
+    counts = write_windows(iter([docs]), tmp_path, WindowsConfig(seq_len=1023, val_fraction=0.0))
+    ids = tok.encode(text) + [tok.eos_id]
+    arr = TokenArray(tmp_path)
+    assert counts["tokens_in"] == len(ids) and arr.tokens.reshape(-1).tolist() == ids[: arr.tokens.size]
+    pieces = [row["pieces"][0] for row in pq.read_table(tmp_path / "windows-00000.parquet").to_pylist()]
+    assert [p["char_start"] for p in pieces[1:]] == [p["char_end"] for p in pieces[:-1]]
+    for p in pieces[::7]:
+        assert tok.decode(ids[p["token_start"]: p["token_end"]]) == text[p["char_start"]: p["char_end"]]

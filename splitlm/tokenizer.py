@@ -100,8 +100,9 @@ def _streamable(model: dict) -> bool:
 
     That holds when nothing looks across such a cut: no normalizer, the GPT-2 regex as the only split
     (ByteLevel's own or a Split before a regex-free ByteLevel) with no prefix space added to each
-    piece, no BPE dropout, and no added token that would be matched in text (special tokens are not:
-    `load_tokenizer` encodes them as text). The model and post-processor work per piece.
+    piece, no BPE dropout, no truncation or padding, and no added token that would be matched in
+    text (special tokens are not: `load_tokenizer` encodes them as text). The model works per piece,
+    and the post-processor adds nothing without special tokens.
     """
     pre = model.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
@@ -114,6 +115,7 @@ def _streamable(model: dict) -> bool:
     else:
         return False
     return (regex_ok and not byte_level.get("add_prefix_space", True) and model.get("normalizer") is None
+            and model.get("truncation") is None and model.get("padding") is None
             and (model.get("model") or {}).get("dropout") is None
             and all(t.get("special") for t in model.get("added_tokens") or []))
 

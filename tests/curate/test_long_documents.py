@@ -54,10 +54,14 @@ def test_the_gpt2_asset_is_streamable_and_other_pre_tokenizers_are_not(tmp_path)
         "prefix_space": lambda m: m["pre_tokenizer"]["pretokenizers"][1].update(add_prefix_space=True),
         "other_regex": lambda m: m["pre_tokenizer"]["pretokenizers"][0].update(pattern={"Regex": llama3}),
         "normalizer": lambda m: m.update(normalizer={"type": "NFC"}),
+        "truncation": lambda m: m.update(truncation={"direction": "Right", "max_length": 1024, "strategy":
+                                                     "LongestFirst", "stride": 0}),
         "added_token": lambda m: m["added_tokens"].append({**m["added_tokens"][0], "id": 50257,
                                                            "content": "hello world", "special": False}),
     }
     assert _streamable(model)
+    byte_level_only = {**model, "pre_tokenizer": {**model["pre_tokenizer"]["pretokenizers"][1], "use_regex": True}}
+    assert _streamable(byte_level_only)  # ByteLevel's own regex is GPT-2's
     for name, change in variants.items():
         changed = json.loads(json.dumps(model))
         change(changed)

@@ -82,8 +82,8 @@ def test_the_regex_engine_sees_the_classes_the_cut_rules_assume():
     engine = {p for p, _ in pieces if len(p) == 1 and p != "x"}
     assert " " in engine and "\u3000" in engine
     assert not {c for c in engine if not c.isspace()}
-    expand = lambda ranges: re.findall(f"[{ranges}]", "".join(chars))  # noqa: E731
-    letters, marks = expand(chunking.CJK_LETTERS), expand(chunking.CJK_PUNCTUATION)
+    every = "".join(chars)
+    letters, marks = (re.findall(f"[{ranges}]", every) for ranges in (chunking.CJK_LETTERS, chunking.CJK_PUNCTUATION))
     assert len(letters) > 20_000 and len(marks) == 14
     text = "".join(letter + marks[i % len(marks)] for i, letter in enumerate(letters))
     pieces = [p for p, _ in TOK.tokenizer.pre_tokenizer.pre_tokenize_str(text)]

@@ -64,7 +64,10 @@ def split_cmd(
         warmup_tokens=-1 if warmup_tokens is None else parse_tokens(warmup_tokens, "--warmup-tokens"),
         seed=seed, eval_windows=eval_windows, precision=precision,
     )  # fmt: skip
-    from splitlm.train import evaluate  # the training code loads only once the flags have passed
+    from splitlm.train.budget import prepare
+
+    prepare(cfg, out, _clusters(clusters), parallel, threads)  # every check, before the training code loads
+    from splitlm.train import evaluate
     from splitlm.train.split import split
 
     budget, table = split(cfg, out, _clusters(clusters), parallel=parallel, threads=threads)

@@ -102,9 +102,15 @@ def verify(folder: Path) -> None:
         raise SchemaError(f"{weights}: no tensor {missing[0]} ({len(missing)} missing in all); {REDO}")
 
 
-def load(folder: Path):
-    """The verified model of a checkpoint folder, in fp32 with SDPA attention."""
+def require(folder: Path) -> None:
+    """A ConfigError unless `folder` holds a saved model (config and weights)."""
     if not (folder / "config.json").exists() or not (folder / WEIGHTS).exists():
         raise ConfigError(f"{folder}: no finished model; run `train split` to completion first")
-    verify(folder)
+
+
+def load(folder: Path, check: bool = True):
+    """The model of a checkpoint folder (verified first unless the caller has), in fp32 with SDPA attention."""
+    require(folder)
+    if check:
+        verify(folder)
     return AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa", dtype=torch.float32)

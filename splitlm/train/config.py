@@ -1,7 +1,8 @@
-"""The flags of `train split` as one typed record, checked when it is made.
+"""The typed records of split training, checked when they are made: the flags of `train split`
+(`SplitConfig`) and one training run (`TrainJob`, the input of `runner.train`).
 
-Light on purpose (no torch, no transformers): the CLI builds it before loading the training code,
-so a bad flag is refused at once, and nothing is written before every check has passed.
+Light on purpose (no torch, no transformers): the CLI builds and checks them before loading the
+training code, so a bad flag is refused at once.
 """
 
 from __future__ import annotations
@@ -57,3 +58,61 @@ class SplitConfig:
             raise ConfigError(f"--arch {self.arch}: choose one of {', '.join(models.ARCHES)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One training run over the Trainer: the pretraining run or one branch."""
+
+    name: str
+    """`pretrain` or `branch-XXXXXXXXXXXX-cKK` (split tokens, cluster)."""
+    out: Path
+    """The job's folder."""
+    run: Path
+    """The curated run (manifest.json + shards/)."""
+    size: str
+    """A key of `models.SIZES`."""
+    arch: str
+    """`gpt2` or `llama`."""
+    init: Path | None
+    """None: fresh weights from `seed`; else a `save_pretrained` folder (weights only)."""
+    train_clusters: tuple[int, ...]
+    """Clusters whose train shards form the data: all for pretraining, one for a branch."""
+    eval_clusters: tuple[int, ...]
+    """Clusters whose val shards are evaluated every `eval_every` steps."""
+    steps: int
+    """Optimizer steps; tokens = steps x batch_size x seq_len."""
+    warmup_steps: int
+    """Linear warmup, then constant LR."""
+    batch_size: int
+    """Windows per step."""
+    eval_every: int
+    """Steps between evaluations; the last step is always evaluated."""
+    save_every: int
+    """Steps between resumable Trainer checkpoints."""
+    export_at: tuple[int, ...] = ()
+    """Steps whose weights are exported with `save_pretrained` (0 = the initial weights)."""
+    branch_cluster: int | None = None
+    """The branch's cluster; None for pretraining."""
+    split_at: int = -1
+    """Pretraining tokens the branch starts from; -1 for pretraining."""
+    seed: int = 0
+    """Seeds the initial weights and the data order."""
+    eval_windows: int = 512
+    """Validation windows per cluster and evaluation (0: all)."""
+    precision: str = "auto"
+    """`auto` (bf16 autocast where the CPU/GPU supports it), `bf16` or `fp32`."""
+    threads: int = 0
+    """torch threads (0: leave torch's default)."""
+    verbose: bool = True
+    """Print one progress line per evaluation."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"{self.name}: a budget of {self.steps} steps; raise the token budget")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
+
+
+def export_dir(job_out: Path, tokens: int) -> Path:
+    return job_out / "exports" / f"tokens-{tokens:012d}"

@@ -88,7 +88,24 @@ def _score(model, windows_NT: np.ndarray, start: int, batch_size: int, bf16: boo
 
 
 def _load(folder: Path):
-    return checkpoint.load(folder).eval()
+    """A checkpoint that `_verify_all` has checked: loaded without hashing it again."""
+    return checkpoint.load(folder, check=False).eval()
+
+
+def _verify_all(train: Path, k: int) -> list[int]:
+    """Check every saved model before the slow work: the baseline must exist; returns the split points."""
+    baseline = train / "pretrain" / "final"
+    checkpoint.require(baseline)
+    splits = TrainLayout(train).split_points()
+    if not splits:
+        raise ConfigError(f"{train}: no branches; run `train split` first")
+    for split_at in splits:  # branches trained with --clusters may be missing: refused only if routed to
+        for c in range(k):
+            folder = TrainLayout(train).branch(split_at, c, k) / "final"
+            if (folder / checkpoint.WEIGHTS).exists():
+                checkpoint.verify(folder)
+    checkpoint.verify(baseline)
+    return splits
 
 
 def _val_shards(run: Path, info: RunSummary):
@@ -145,6 +162,7 @@ def routed_eval(
     """
     flags.number("--batch-size", batch_size, least=1, meaning="windows per forward pass")
     info = data_mod.read_run(run)
+    splits = _verify_all(train, info.k)
     router = router or Router.load(run)
     prefix_tokens = router.prefix_tokens if prefix_tokens is None else prefix_tokens
     if not 0 < prefix_tokens < info.seq_len:
@@ -161,9 +179,6 @@ def routed_eval(
     routed = np.asarray(router.route_tokens(prefixes, prefix_tokens).clusters, dtype=np.int64)
     bf16 = runner.use_bf16("auto")
     baseline = _load(train / "pretrain" / "final")
-    splits = TrainLayout(train).split_points()
-    if not splits:
-        raise ConfigError(f"{train}: no branches; run `train split` first")
     base_N = _score_routed(shards, np.zeros_like(routed), lambda _: baseline, prefix_tokens, batch_size, bf16)
     rows = []
     for split_at in splits:

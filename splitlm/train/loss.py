@@ -7,8 +7,9 @@ width, small), and the output head plus cross-entropy run on chunks of positions
 `LOGITS_BYTES` of fp32 logits exist at a time, whatever the batch, window or vocabulary. The sum
 of the chunks' losses is the unchunked loss up to float rounding.
 
-Used by routed evaluation (`evaluate`) and by the Trainer's evaluation during training
-(`LossTrainer.prediction_step`, which also never hands logits to the Trainer to accumulate).
+Used by routed evaluation (`evaluate`) and by the Trainer (`LossTrainer`): in training through
+`HeadNLL`, which computes each chunk's gradients as it goes, and in evaluation without handing
+logits back to the Trainer to accumulate.
 """
 
 from __future__ import annotations
@@ -31,32 +32,87 @@ def hidden_states(model, ids_BT: torch.Tensor) -> torch.Tensor:
     return model.base_model(input_ids=ids_BT, use_cache=False).last_hidden_state
 
 
-def token_nll(model, ids_BT: torch.Tensor, start: int = 1, budget: int = LOGITS_BYTES) -> torch.Tensor:
-    """NLL [B, T - start] of tokens start..T-1 of every row, each predicted from all tokens before it."""
+def _positions(model, ids_BT: torch.Tensor, start: int):
+    """(output head, hidden states [N, H] of the positions that predict tokens start..T-1, targets [N])."""
     head = model.get_output_embeddings()
     h_NH = hidden_states(model, ids_BT)[:, start - 1 : -1].reshape(-1, head.in_features)
-    target_N = ids_BT[:, start:].reshape(-1)
+    return head, h_NH, ids_BT[:, start:].reshape(-1)
+
+
+def token_nll(model, ids_BT: torch.Tensor, start: int = 1, budget: int = LOGITS_BYTES) -> torch.Tensor:
+    """NLL [B, T - start] of tokens start..T-1 of every row, each predicted from all tokens before it."""
+    head, h_NH, target_N = _positions(model, ids_BT, start)
     rows = chunk_rows(head.out_features, budget)
-    nll_N = torch.empty(len(target_N), dtype=torch.float32, device=ids_BT.device)
-    for i in range(0, len(target_N), rows):
-        logits_CV = head(h_NH[i : i + rows]).float()
-        nll_N[i : i + rows] = F.cross_entropy(logits_CV, target_N[i : i + rows], reduction="none")
-    return nll_N.view(ids_BT.shape[0], -1)
+    nll = [F.cross_entropy(head(h_NH[i : i + rows]).float(), target_N[i : i + rows], reduction="none")
+           for i in range(0, len(target_N), rows)]
+    return torch.cat(nll).view(ids_BT.shape[0], -1)
+
+
+def mean_token_nll(model, ids_BT: torch.Tensor, start: int = 1, budget: int = LOGITS_BYTES) -> torch.Tensor:
+    """The mean of `token_nll`, differentiable: the training loss (`HeadNLL` holds no logits for backward)."""
+    head, h_NH, target_N = _positions(model, ids_BT, start)
+    assert head.bias is None, "tied output heads have no bias"
+    return HeadNLL.apply(h_NH, head.weight, target_N, chunk_rows(head.out_features, budget)) / len(target_N)
+
+
+class HeadNLL(torch.autograd.Function):
+    """sum_i NLL(target_i | h_i W^T), chunk by chunk, with its gradients computed on the way.
+
+    Autograd would keep every chunk's softmax for backward (the full logits again). The gradient of
+    a sum is known in forward: dNLL_i/dlogits_i = softmax_i - onehot(target_i), so each chunk adds
+    its share to dL/dh and dL/dW right away and only those two (N x H and V x H) are kept. Same
+    GEMMs as the unchunked loss (one forward, two backward), no recomputation. Under autocast the
+    GEMMs run in its dtype, as the head's would.
+    """
+
+    @staticmethod
+    def forward(ctx, h_NH, w_VH, target_N, rows):
+        total = torch.zeros((), dtype=torch.float32, device=h_NH.device)
+        grad_h = torch.empty_like(h_NH, dtype=torch.float32)
+        grad_w = torch.zeros_like(w_VH, dtype=torch.float32)
+        for i in range(0, len(target_N), rows):
+            h_CH, target_C = h_NH[i : i + rows], target_N[i : i + rows]
+            logits_CV = F.linear(h_CH, w_VH).float()
+            lse_C = torch.logsumexp(logits_CV, dim=1)
+            total += (lse_C - logits_CV.gather(1, target_C[:, None]).squeeze(1)).sum()
+            d_CV = torch.exp_(logits_CV.sub_(lse_C[:, None]))  # softmax, in place of the logits
+            d_CV[torch.arange(len(target_C)), target_C] -= 1.0
+            device = h_CH.device.type
+            d_CV = d_CV.to(torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h_CH.dtype)
+            grad_h[i : i + rows] = d_CV @ w_VH.to(d_CV.dtype)
+            grad_w += d_CV.T @ h_CH.to(d_CV.dtype)
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.dtypes = (h_NH.dtype, w_VH.dtype)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total):
+        grad_h, grad_w = ctx.saved_tensors
+        h_dtype, w_dtype = ctx.dtypes
+        return (grad_total * grad_h).to(h_dtype), (grad_total * grad_w).to(w_dtype), None, None
 
 
 class LossTrainer(Trainer):
-    """The Hugging Face Trainer whose evaluation computes the loss by `token_nll` and returns no logits.
+    """The Hugging Face Trainer with the loss of `token_nll`, in training and evaluation.
 
-    The default evaluation step materialises the batch's logits, computes the loss from them and
-    hands them back to the evaluation loop, which keeps them for every batch (converted to fp32
-    numpy at the end): gigabytes for a few windows of a 50k vocabulary. The loss is the same mean
-    over all predicted tokens of the batch (the Trainer then averages batches by their size).
+    The default loss materialises the batch's logits (batch x positions x vocabulary) and two or
+    three fp32 copies of them; its evaluation step also hands the logits back to the evaluation
+    loop, which keeps them for every batch (as fp32 numpy at the end): gigabytes for a few windows
+    of a 50k vocabulary. The loss is the same mean over the batch's predicted tokens.
     """
+
+    def _autocast(self, ids_BT: torch.Tensor):
+        # Accelerate autocasts the model's forward only; the body and head are called directly here.
+        return torch.autocast(ids_BT.device.type, dtype=torch.bfloat16, enabled=self.args.bf16)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        ids_BT = inputs["input_ids"]
+        with self._autocast(ids_BT):
+            loss = mean_token_nll(model, ids_BT)
+        return (loss, None) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         ids_BT = self._prepare_inputs(inputs)["input_ids"]
-        # Accelerate autocasts the model's forward only; the body and head are called directly here.
-        bf16 = torch.autocast(ids_BT.device.type, dtype=torch.bfloat16, enabled=self.args.bf16)
-        with torch.no_grad(), bf16:
+        with torch.no_grad(), self._autocast(ids_BT):
             loss = token_nll(model, ids_BT).mean()
         return loss.detach(), None, None

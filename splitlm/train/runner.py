@@ -30,63 +30,9 @@ from splitlm.core.atomic import atomic_write_text
 from splitlm.core.errors import ConfigError
 from splitlm.schemas.run import RunSummary
 from splitlm.train import checkpoint, models
-from splitlm.train.config import PRECISIONS
 from splitlm.train import data as data_mod
+from splitlm.train.config import TrainJob, export_dir
 from splitlm.train.loss import LossTrainer
-
-
-@dataclass(frozen=True)
-class TrainJob:
-    """One training run over the Trainer: the pretraining run or one branch."""
-
-    name: str
-    """`pretrain` or `branch-XXXXXXXXXXXX-cKK` (split tokens, cluster)."""
-    out: Path
-    """The job's folder."""
-    run: Path
-    """The curated run (manifest.json + shards/)."""
-    size: str
-    """A key of `models.SIZES`."""
-    arch: str
-    """`gpt2` or `llama`."""
-    init: Path | None
-    """None: fresh weights from `seed`; else a `save_pretrained` folder (weights only)."""
-    train_clusters: tuple[int, ...]
-    """Clusters whose train shards form the data: all for pretraining, one for a branch."""
-    eval_clusters: tuple[int, ...]
-    """Clusters whose val shards are evaluated every `eval_every` steps."""
-    steps: int
-    """Optimizer steps; tokens = steps x batch_size x seq_len."""
-    warmup_steps: int
-    """Linear warmup, then constant LR."""
-    batch_size: int
-    """Windows per step."""
-    eval_every: int
-    """Steps between evaluations; the last step is always evaluated."""
-    save_every: int
-    """Steps between resumable Trainer checkpoints."""
-    export_at: tuple[int, ...] = ()
-    """Steps whose weights are exported with `save_pretrained` (0 = the initial weights)."""
-    branch_cluster: int | None = None
-    """The branch's cluster; None for pretraining."""
-    split_at: int = -1
-    """Pretraining tokens the branch starts from; -1 for pretraining."""
-    seed: int = 0
-    """Seeds the initial weights and the data order."""
-    eval_windows: int = 512
-    """Validation windows per cluster and evaluation (0: all)."""
-    precision: str = "auto"
-    """`auto` (bf16 autocast where the CPU/GPU supports it), `bf16` or `fp32`."""
-    threads: int = 0
-    """torch threads (0: leave torch's default)."""
-    verbose: bool = True
-    """Print one progress line per evaluation."""
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ConfigError(f"{self.name}: a budget of {self.steps} steps; raise the token budget")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
 
 
 @dataclass(frozen=True)
@@ -107,10 +53,6 @@ class JobResult:
     """The Trainer checkpoint step this process continued from (0: a fresh start)."""
     tokens_per_second: float
     """Over the wall time of training in this process, evaluations included."""
-
-
-def export_dir(job_out: Path, tokens: int) -> Path:
-    return job_out / "exports" / f"tokens-{tokens:012d}"
 
 
 def use_bf16(precision: str) -> bool:

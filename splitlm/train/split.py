@@ -1,15 +1,10 @@
 """Split training: one pretraining run on the mixture, K branches from each split point.
 
-Budgets are tokens: D (pretraining before the split, = the split point t_s), D' (each branch) and
-D_T = D + K * D'. One step trains batch x seq_len tokens, so budgets become whole steps: the
-pretraining run takes floor(D_T / step) steps, a split point rounds to the nearest step and each
-branch takes floor((steps(D_T) - steps(D)) / K) steps. Every figure reported is the realised one
-(steps x tokens per step); when rounding moves a total, `Budget.note` says so.
-
 The pretraining run exports weights at every split point and continues to D_T: it is also the
 all-pretraining baseline. Branches are independent jobs, run one after the other or in `parallel`
-local processes. Layout of TRAIN (`--out`): `split.json` (the config), `pretrain/` (a job folder,
-see `runner`), `branches/split-<tokens>/cluster-KK/` (job folders), `losses.csv` + `losses.parquet`.
+local processes. Budgets and checks are `budget`'s. Layout of TRAIN (`--out`): `split.json` (the
+config), `pretrain/` (a job folder, see `runner`), `branches/split-<tokens>/cluster-KK/` (job
+folders), `losses.csv` + `losses.parquet`.
 """
 
 from __future__ import annotations
@@ -17,113 +12,20 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
 from splitlm.core.atomic import atomic_write_text
-from splitlm.core.errors import ConfigError
 from splitlm.core.hashing import canonical
 from splitlm.schemas.layout import TrainLayout
-from splitlm.train import data as data_mod
-from splitlm.train import flags, runner
-from splitlm.train.config import SplitConfig
+from splitlm.train import runner
+from splitlm.train.budget import Budget, prepare
+from splitlm.train.config import SplitConfig, TrainJob
 from splitlm.train.evaluate import write_losses
 
-# Paper App. A: 10,000 warmup steps for pretraining, 3,000 when a branch starts from step 0.
-STEP0_WARMUP_SHARE = 0.3
 
-
-@dataclass(frozen=True)
-class Budget:
-    """Token budgets converted to steps for a run with K clusters."""
-
-    tokens_per_step: int
-    total_steps: int
-    """Steps of the pretraining run (the baseline reaches D_T)."""
-    split_steps: tuple[int, ...]
-    branch_steps: tuple[int, ...]
-    """Steps of every branch from the matching split point."""
-    note: str
-    """Empty, or what rounding to whole steps changed."""
-
-    def tokens(self, steps: int) -> int:
-        return steps * self.tokens_per_step
-
-    def describe(self, k: int) -> str:
-        pairs = zip(self.split_steps, self.branch_steps)
-        splits = "; ".join(f"D {self.tokens(s):,} + {k} x D' {self.tokens(b):,}" for s, b in pairs)
-        total = self.tokens(self.total_steps)
-        return f"plan: D_T {total:,} tokens ({self.total_steps} steps of {self.tokens_per_step:,}); {splits}"
-
-
-def plan_budget(total_tokens: int, split_at: tuple[int, ...], k: int, tokens_per_step: int) -> Budget:
-    total = total_tokens // tokens_per_step
-    splits = tuple(round(t / tokens_per_step) for t in split_at)
-    if total < 1:
-        raise ConfigError(f"--total-tokens {total_tokens}: less than one step of {tokens_per_step} tokens")
-    for t, s in zip(split_at, splits):
-        if (total - s) // k < 1:
-            raise ConfigError(f"--split-at {t}: leaves under one step per branch for K={k} within D_T={total_tokens}")
-    branches = tuple((total - s) // k for s in splits)
-    moved = [
-        f"t_s {t:,} -> {s * tokens_per_step:,} (D_T {(s + k * b) * tokens_per_step:,})"
-        for t, s, b in zip(split_at, splits, branches)
-        if s * tokens_per_step != t or (s + k * b) * tokens_per_step != total_tokens
-    ]
-    note = f"rounded to whole steps of {tokens_per_step:,} tokens: " + "; ".join(moved) if moved else ""
-    return Budget(tokens_per_step, total, splits, branches, note)
-
-
-def branch_dir(out: Path, split_tokens: int, cluster: int, k: int) -> Path:
-    return TrainLayout(out).branch(split_tokens, cluster, k)
-
-
-def plan_jobs(cfg: SplitConfig, out: Path, clusters: tuple[int, ...] | None = None):
-    """(budget, pretraining job, branch jobs) for `clusters` (None: all K)."""
-    info = data_mod.read_run(cfg.run)
-    budget = plan_budget(cfg.total_tokens, cfg.split_at, info.k, cfg.batch_size * info.seq_len)
-    steps = lambda tokens: max(1, round(tokens / budget.tokens_per_step))  # noqa: E731
-    eval_every = steps(cfg.eval_every or cfg.total_tokens / 20)
-    warmup_tokens = 0.01 * cfg.total_tokens if cfg.warmup_tokens < 0 else cfg.warmup_tokens
-    warmup = round(warmup_tokens / budget.tokens_per_step)
-    pretrain = runner.TrainJob(
-        name="pretrain", out=out / "pretrain", run=cfg.run, size=cfg.size, arch=cfg.arch, init=None,
-        train_clusters=tuple(range(info.k)), eval_clusters=tuple(range(info.k)), steps=budget.total_steps,
-        warmup_steps=warmup, batch_size=cfg.batch_size, eval_every=eval_every, save_every=eval_every,
-        export_at=budget.split_steps, seed=cfg.seed, eval_windows=cfg.eval_windows, precision=cfg.precision,
-    )  # fmt: skip
-    bad = [c for c in clusters or () if not 0 <= c < info.k]
-    if bad:
-        raise ConfigError(f"--clusters {bad}: the run has clusters 0..{info.k - 1}")
-    branches = []
-    for s, b in sorted(zip(budget.split_steps, budget.branch_steps)):
-        for k in clusters if clusters is not None else range(info.k):
-            tokens = budget.tokens(s)
-            branches.append(replace(
-                pretrain, name=f"split {tokens:,} c{k:02d}", out=branch_dir(out, tokens, k, info.k),
-                init=runner.export_dir(pretrain.out, tokens), train_clusters=(k,), steps=b,
-                warmup_steps=round(STEP0_WARMUP_SHARE * warmup) if s == 0 else 0,
-                export_at=(), branch_cluster=k, split_at=tokens,
-            ))  # fmt: skip
-    return budget, pretrain, branches
-
-
-def check_config(cfg: SplitConfig, out: Path) -> None:
-    """Write TRAIN/split.json, or check a rerun asks for the same run."""
-    path, want = TrainLayout(out).config, canonical(cfg)
-    if path.exists():
-        have = json.loads(path.read_text())
-        diff = sorted(key for key in want.keys() | have.keys() if want.get(key) != have.get(key))
-        if diff:
-            other = ", ".join(diff)
-            raise ConfigError(f"{path}: TRAIN holds a run with other {other}; rerun with its flags or a new --out")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(want, indent=2) + "\n")
-
-
-def run_jobs(jobs: list[runner.TrainJob], parallel: int) -> list[runner.JobResult]:
+def run_jobs(jobs: list[TrainJob], parallel: int) -> list[runner.JobResult]:
     """Independent jobs, in order or over `parallel` spawned processes sharing the cores."""
     if parallel <= 1 or len(jobs) <= 1:
         return [runner.train(job) for job in jobs]
@@ -135,19 +37,16 @@ def run_jobs(jobs: list[runner.TrainJob], parallel: int) -> list[runner.JobResul
 
 def split(
     cfg: SplitConfig, out: Path, clusters: tuple[int, ...] | None = None, parallel: int = 1, threads: int = 0
-):
+) -> tuple[Budget, Path]:
     """Pretrain (the baseline), then every branch; returns (budget, losses table path).
 
-    Everything that can be refused is checked before TRAIN is touched (flags, budget, --out, every
-    shard), so a refused run leaves nothing behind that would block the corrected one.
+    `budget.prepare` checks everything first, so a refused run writes nothing that would block the
+    corrected one; then TRAIN/split.json records the config (a rerun must match it).
     """
-    flags.number("--parallel", parallel, least=1)
-    flags.number("--threads", threads, least=0, meaning="0: torch's default")
-    flags.out_folder(out)
-    budget, pretrain, branches = plan_jobs(cfg, out, clusters)
-    info = data_mod.read_run(cfg.run)
-    data_mod.check_shards(cfg.run, info, tuple(sorted({b.branch_cluster for b in branches})))
-    check_config(cfg, out)
+    budget, pretrain, branches = prepare(cfg, out, clusters, parallel, threads)
+    if not TrainLayout(out).config.exists():  # else prepare found it holds this very config
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(TrainLayout(out).config, json.dumps(canonical(cfg), indent=2) + "\n")
     print(budget.describe(len(pretrain.train_clusters)), flush=True)
     runner.train(replace(pretrain, threads=threads))
     run_jobs([replace(b, threads=threads) for b in branches], parallel)

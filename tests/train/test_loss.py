@@ -11,7 +11,7 @@ from transformers import Trainer, TrainingArguments
 
 from splitlm.train import models
 from splitlm.train.data import EvalWindows, open_shard, read_run
-from splitlm.train.loss import LossTrainer, chunk_rows, token_nll
+from splitlm.train.loss import LossTrainer, chunk_rows, mean_token_nll, token_nll
 
 VOCAB = 300
 
@@ -36,6 +36,21 @@ def test_chunked_loss_equals_the_unchunked_loss(arch, rows):
         nll = token_nll(model, ids, 10, budget)
     assert nll.shape == (3, 30)
     assert nll.mean().item() == pytest.approx(masked, rel=1e-6)
+
+
+@pytest.mark.parametrize("arch", models.ARCHES)
+def test_chunked_loss_gives_the_unchunked_gradients(arch):
+    """Training goes through `token_nll` too: its checkpointed chunks must give the same gradients."""
+    ids = torch.randint(0, VOCAB, (2, 33), generator=torch.Generator().manual_seed(1))
+    grads = []
+    for chunked in (False, True):
+        model = _model(arch).train()
+        loss = mean_token_nll(model, ids, 1, 4 * VOCAB * 5) if chunked else model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_the_head_sees_one_chunk_of_positions_at_a_time():

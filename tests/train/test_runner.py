@@ -15,7 +15,8 @@ from splitlm.core.errors import ConfigError
 from splitlm.schemas.losses import LOSS_COLUMNS
 from splitlm.train import models, runner
 from splitlm.train.data import EvalWindows, ShuffledStream, open_shard, read_run
-from splitlm.train.split import SplitConfig, plan_jobs
+from splitlm.train.budget import plan_jobs
+from splitlm.train.config import SplitConfig
 
 from .conftest import SPLIT_FLAGS
 

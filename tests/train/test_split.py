@@ -18,7 +18,8 @@ from splitlm.cli.train_split import parse_tokens
 from splitlm.core.errors import ConfigError
 from splitlm.schemas.losses import LOSS_COLUMNS
 from splitlm.train import evaluate, runner
-from splitlm.train.split import SplitConfig, plan_budget, plan_jobs, split
+from splitlm.train.budget import plan_budget, plan_jobs
+from splitlm.train.split import SplitConfig, split
 
 from .conftest import SPLIT_FLAGS
 

@@ -97,7 +97,7 @@ def verify(folder: Path) -> None:
         if shape != shapes[name]:
             want = list(shapes[name])
             raise SchemaError(f"{weights}: tensor {name} has shape {list(shape)}, config.json asks for {want}; {REDO}")
-    missing = [n for n in shapes if n not in stored and not aliases.get(n, set()) & stored.keys()]
+    missing = [n for n in shapes if n not in stored and not aliases.get(n, set()) & set(stored)]
     if missing:
         raise SchemaError(f"{weights}: no tensor {missing[0]} ({len(missing)} missing in all); {REDO}")
 

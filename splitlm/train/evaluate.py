@@ -26,8 +26,8 @@ from splitlm.curate.cluster.router import Router
 from splitlm.schemas.layout import TrainLayout
 from splitlm.schemas.losses import LOSSES
 from splitlm.schemas.run import RunSummary
-from splitlm.train import data as data_mod
 from splitlm.train import checkpoint, flags, runner
+from splitlm.train import data as data_mod
 from splitlm.train.loss import token_nll
 
 

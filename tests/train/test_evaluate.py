@@ -12,8 +12,8 @@ from transformers import AutoModelForCausalLM
 
 from splitlm.core.errors import ConfigError
 from splitlm.train import evaluate
-from splitlm.train.data import open_shard, read_run
 from splitlm.train.budget import branch_dir
+from splitlm.train.data import open_shard, read_run
 
 PREFIX = 32
 

@@ -14,9 +14,9 @@ from transformers import AutoModelForCausalLM
 from splitlm.core.errors import ConfigError
 from splitlm.schemas.losses import LOSS_COLUMNS
 from splitlm.train import models, runner
-from splitlm.train.data import EvalWindows, ShuffledStream, open_shard, read_run
 from splitlm.train.budget import plan_jobs
 from splitlm.train.config import SplitConfig
+from splitlm.train.data import EvalWindows, ShuffledStream, open_shard, read_run
 
 from .conftest import SPLIT_FLAGS
 

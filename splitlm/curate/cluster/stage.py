@@ -18,14 +18,20 @@ import pyarrow.parquet as pq
 
 from splitlm.core.errors import ConfigError
 from splitlm.curate.cluster.faiss_ops import plain_faiss_kmeans
-from splitlm.curate.cluster.kmeans import KMeansConfig, balance_stats, fit_and_assign
+from splitlm.curate.cluster.kmeans import (
+    KMeansConfig,
+    assign,
+    assign_with_capacity,
+    balance_stats,
+    fit_balanced_kmeans,
+)
 from splitlm.curate.cluster.router import Router
 from splitlm.curate.embed.stage import load_vectors
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.router import EmbedderSpec, RouterSpec
 from splitlm.schemas.tables import ASSIGNMENTS
 
-ALGORITHM = 2  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
+ALGORITHM = 1  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,11 @@ def write_clusters(run: Path, out: Path, config: ClustersConfig, corpus_fingerpr
     if cfg.k > len(x_ND):
         raise ConfigError(f"--k {cfg.k} is larger than the number of windows ({len(x_ND)}): lower --k or add data")
     start = time.perf_counter()
-    model, labels_N, dist_N = fit_and_assign(x_ND, cfg)  # assign's (or assign_with_capacity's) labels
+    model = fit_balanced_kmeans(x_ND, cfg)
+    if cfg.capacity_eps is not None:
+        labels_N, dist_N = assign_with_capacity(x_ND, model.centroids_KD, model.biases_K, cfg.capacity_eps, cfg.chunk)
+    else:
+        labels_N, dist_N = assign(x_ND, model.centroids_KD, model.biases_K, cfg.chunk)
     ours_s = time.perf_counter() - start
     advance(len(x_ND))
     start = time.perf_counter()

@@ -147,7 +147,10 @@ def main() -> None:
         sets.append((f"skewed-{args.synthetic // 1000}k", skewed_sphere(args.synthetic), False))
     for name, x_ND, objective_bar in sets:
         for k in ks:
-            print(compare(name, x_ND, k, args.rounds, args.iters, args.seed, objective_bar), flush=True)
+            try:
+                print(compare(name, x_ND, k, args.rounds, args.iters, args.seed, objective_bar), flush=True)
+            except Exception as err:  # noqa: BLE001  (an old version may crash: report it, go on)
+                print(f"{name:<9} K={k:<4} ours FAILED: {type(err).__name__}: {err}", flush=True)
     print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())} at end")
 
 

@@ -67,6 +67,8 @@ def split_cmd(
     from splitlm.train.budget import prepare
 
     prepare(cfg, out, _clusters(clusters), parallel, threads)  # every check, before the training code loads
+    from splitlm.schemas.layout import cluster_number
+    from splitlm.schemas.run import RunSummary
     from splitlm.train import evaluate
     from splitlm.train.split import split
 
@@ -74,9 +76,10 @@ def split_cmd(
     if budget.note:
         typer.echo(f"note: {budget.note}")
     pairs = evaluate.compare_final(evaluate.collect_losses(out))
+    k = RunSummary.read(run).k
     title = f"Validation loss at D_T: pretraining only vs split ({table}, + .parquet)"
     _print_table(title, ["split at", "cluster", "baseline", "split", "change"], [
-        [f"{r['split_at']:,}", f"{r['cluster']:02d}", f"{r['baseline_loss']:.4f}", f"{r['split_loss']:.4f}",
+        [f"{r['split_at']:,}", cluster_number(r['cluster'], k), f"{r['baseline_loss']:.4f}", f"{r['split_loss']:.4f}",
          f"{100 * (r['split_loss'] / r['baseline_loss'] - 1):+.2f}%"]
         for r in pairs
     ])  # fmt: skip

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from splitlm.core.errors import ConfigError
 from splitlm.core.hashing import canonical
-from splitlm.schemas.layout import TrainLayout
+from splitlm.schemas.layout import TrainLayout, cluster_number
 from splitlm.train import data as data_mod
 from splitlm.train import flags
 from splitlm.train.config import SplitConfig, TrainJob, export_dir
@@ -96,7 +96,7 @@ def plan_jobs(cfg: SplitConfig, out: Path, clusters: tuple[int, ...] | None = No
         for k in clusters if clusters is not None else range(info.k):
             tokens = budget.tokens(s)
             branches.append(replace(
-                pretrain, name=f"split {tokens:,} c{k:02d}", out=branch_dir(out, tokens, k, info.k),
+                pretrain, name=f"split {tokens:,} c{cluster_number(k, info.k)}", out=branch_dir(out, tokens, k, info.k),
                 init=export_dir(pretrain.out, tokens), train_clusters=(k,), steps=b,
                 warmup_steps=round(STEP0_WARMUP_SHARE * warmup) if s == 0 else 0,
                 export_at=(), branch_cluster=k, split_at=tokens,

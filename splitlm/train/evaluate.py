@@ -23,7 +23,7 @@ import torch
 from splitlm.core.atomic import atomic_path, atomic_write_text
 from splitlm.core.errors import ConfigError
 from splitlm.curate.cluster.router import Router
-from splitlm.schemas.layout import TrainLayout
+from splitlm.schemas.layout import TrainLayout, cluster_number
 from splitlm.schemas.losses import LOSSES
 from splitlm.schemas.run import RunSummary
 from splitlm.train import checkpoint, flags, runner
@@ -133,10 +133,10 @@ def _score_routed(shards, route_N: np.ndarray, load, start: int, batch_size: int
     return nll_N
 
 
-def _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored) -> list[dict]:
+def _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored, n_clusters: int) -> list[dict]:
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, (k, d) in enumerate(zip(own, domains)):
-        groups[("cluster", f"{k:02d}")].append(i)
+        groups[("cluster", cluster_number(int(k), n_clusters))].append(i)
         groups[("domain", d)].append(i)
         groups[("all", "all")].append(i)
     rows = []
@@ -186,7 +186,7 @@ def routed_eval(
         split_N = _score_routed(shards, routed, load, prefix_tokens, batch_size, bf16)
         n_scored = info.seq_len + 1 - prefix_tokens
         rows += [{**row, "prefix_tokens": prefix_tokens}
-                 for row in _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored)]
+                 for row in _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored, info.k)]
     _write_report(train / "routed", rows)
     return rows
 

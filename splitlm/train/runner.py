@@ -28,6 +28,7 @@ from transformers.utils import logging as hf_logging
 
 from splitlm.core.atomic import atomic_write_text
 from splitlm.core.errors import ConfigError
+from splitlm.schemas.layout import cluster_number
 from splitlm.schemas.run import RunSummary
 from splitlm.train import checkpoint, models
 from splitlm.train import data as data_mod
@@ -140,7 +141,7 @@ class JobHooks(TrainerCallback):
                     eval_cluster=k, split_at=job.split_at, step=step, eval_loss=float(loss),
                 )  # fmt: skip
                 fh.write(json.dumps(row) + "\n")
-                self._shown.append(f"c{k:02d} {loss:.3f}")
+                self._shown.append(f"{key[len('eval_') : -len('_loss')]} {loss:.3f}")
         # The Trainer reports one eval cluster per call; print once all of them are in.
         if len(self._shown) == len(job.eval_clusters):
             if job.verbose:
@@ -173,7 +174,7 @@ def _datasets(job: TrainJob, info: RunSummary):
         windows = data_mod.EvalWindows(data_mod.open_shard(job.run, k, "val", info), job.eval_windows)
         if not len(windows):
             raise ConfigError(f"{data_mod.shard_dir(job.run, k, 'val', info.k)}: no validation windows")
-        evals[f"c{k:02d}"] = windows
+        evals[f"c{cluster_number(k, info.k)}"] = windows
     return stream, evals
 
 

@@ -123,3 +123,12 @@ def test_real_pipeline_router_split_and_routed_eval(news_path, tmp_path):
     # The router embeds the decoded prefix: prefixes taken from the right windows route home often.
     assert float(total["routed_to_own"]) > 0.5
     assert {r["group"] for r in rows if r["kind"] == "domain"} == {"comp.graphics", "rec.sport.hockey", "sci.space"}
+
+
+def test_cluster_groups_use_three_digits_from_k_101():
+    own, routed = np.array([0, 26, 100]), np.array([0, 26, 3])
+    nll = np.ones(3)
+    rows = evaluate._group_rows(0, own, ["a", "b", "c"], routed, nll, nll, 10, n_clusters=101)
+    assert sorted(r["group"] for r in rows if r["kind"] == "cluster") == ["000", "026", "100"]
+    rows = evaluate._group_rows(0, own[:2], ["a", "b"], routed[:2], nll[:2], nll[:2], 10, n_clusters=27)
+    assert sorted(r["group"] for r in rows if r["kind"] == "cluster") == ["00", "26"]

@@ -7,6 +7,12 @@ here each cluster's validation set is capped at `val_max_docs` documents, as in 
 topped up to `val_min_windows` windows (see `splitlm.curate.holdout`). Capped-off validation
 windows move to training unless they share a document with a kept validation window (then they
 are dropped and counted), so no validation document is ever trained on.
+
+Streaming: the plan works on columns (`splitlm.curate.window_columns`; labels int32, one
+destination int32 per window). The token rows are then read once, `copy_rows` at a time, and each
+chunk's rows are appended to their cluster's open `tokens.bin`; the indexes are written the same
+way from the windows table, batch by batch, in bounded row groups. Clusters are written
+`OPEN_CLUSTERS` at a time, so open files stay bounded for any K.
 """
 
 from __future__ import annotations
@@ -21,15 +27,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from splitlm.core.errors import ConfigError, SchemaError
-from splitlm.core.parts import read_table
+from splitlm.core.parts import iter_batches
 from splitlm.curate import holdout
-from splitlm.curate.stats import window_table
+from splitlm.curate.rows import row_chunks
+from splitlm.curate.window_columns import WindowColumns, read_window_columns
 from splitlm.schemas.layout import RunLayout, cluster_name
 from splitlm.schemas.router import RouterSpec
-from splitlm.schemas.tables import ASSIGNMENTS, SHARD_INDEX
+from splitlm.schemas.tables import ASSIGNMENTS, SHARD_INDEX, WINDOWS
 from splitlm.schemas.tokens import TokenArray, write_header
 
-ALGORITHM = 2  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
+ALGORITHM = 3  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
+# 3: index.parquet written in row groups of up to INDEX_GROUP_ROWS
+
+OPEN_CLUSTERS = 128  # clusters written per pass over the data: 4 open files each
+INDEX_GROUP_ROWS = 8192
+INDEX_BUFFER_ROWS = 262_144  # index rows buffered across a pass's clusters before the largest is flushed
 
 
 @dataclass(frozen=True)
@@ -46,67 +58,156 @@ class ShardsConfig:
             raise ConfigError(f"--val-max-docs must be >= 1, got {self.val_max_docs}")
         if self.val_min_windows < 0:
             raise ConfigError(f"--val-min-windows must be >= 0, got {self.val_min_windows}")
+        if self.copy_rows < 1:
+            raise ConfigError(f"copy_rows must be >= 1, got {self.copy_rows}")
 
 
-def _write_split(folder: Path, ids: np.ndarray, tokens: np.ndarray, meta: dict, chunk: int) -> int:
-    folder.mkdir(parents=True)
-    digest = hashlib.sha256()
-    with open(folder / "tokens.bin", "wb") as fh:
-        for lo in range(0, len(ids), chunk):
-            data = np.ascontiguousarray(tokens[ids[lo : lo + chunk]]).tobytes()
-            fh.write(data)
-            digest.update(data)
-    write_header(folder, tokens.dtype, len(ids), tokens.shape[1], digest.hexdigest())
-    index = pa.table({"window_id": pa.array(ids, pa.int64()),
-                      "doc_ids": pa.array([meta["doc_ids"][w] for w in ids], pa.list_(pa.string())),
-                      "domain": pa.array([meta["domain"][w] for w in ids], pa.string())}, schema=SHARD_INDEX)
-    pq.write_table(index, folder / "index.parquet", compression="zstd")
-    return len(ids)
+def read_labels(run: Path, n: int | None = None) -> np.ndarray:
+    """int32 cluster of every window, read batch by batch from the assignment parts."""
+    out, at = [], 0
+    for batch in iter_batches(run / "clusters", "assignments", ASSIGNMENTS, columns=["window_id", "cluster"],
+                              batch_size=65536):
+        ids = batch.column(0).to_numpy()
+        if len(ids) and not np.array_equal(ids, np.arange(at, at + len(ids))):
+            raise SchemaError(f"{run / 'clusters'}: assignment window ids are not 0..N-1 in order near {at}")
+        out.append(batch.column(1).to_numpy().astype(np.int32))
+        at += len(ids)
+    return np.concatenate(out) if out else np.zeros(0, np.int32)
 
 
-def _plan(labels: np.ndarray, meta: dict, k: int, config: ShardsConfig) -> tuple[dict, dict, dict[str, Any]]:
-    """(train, val, counts): window ids per cluster after the validation cap and floor."""
-    is_val = meta["split"] == "val"
+def plan(labels: np.ndarray, table: WindowColumns, k: int, config: ShardsConfig) -> tuple[dict, dict, dict[str, Any]]:
+    """(train, val, counts): sorted window ids per cluster after the validation cap and floor."""
+    order = np.argsort(labels, kind="stable")  # members of each cluster together, in window-id order
+    members = np.split(order, np.cumsum(np.bincount(labels, minlength=k))[:-1])
+    is_val = table.is_val_N
     train, val, overflow = {}, {}, {}
     for c in range(k):
-        val[c], overflow[c] = holdout.cap(np.flatnonzero((labels == c) & is_val), meta["doc_ids"],
-                                          config.val_max_docs)
-    val_docs = {d for ids in val.values() for w in ids for d in meta["doc_ids"][w]}
+        val[c], overflow[c] = holdout.cap(members[c][is_val[members[c]]], table, config.val_max_docs)
+    kept = [ids for ids in val.values() if len(ids)]
+    val_docs = np.unique(table.docs_of(np.concatenate(kept))[1]) if kept else np.zeros(0, np.int64)
     counts: dict[str, Any] = {"k": k, "val_overflow_to_train": 0, "val_overflow_dropped": 0}
     for c in range(k):
-        clash = np.array([bool(val_docs & set(meta["doc_ids"][w])) for w in overflow[c]], dtype=bool)
-        train[c] = np.sort(np.concatenate([np.flatnonzero((labels == c) & ~is_val), overflow[c][~clash]]))
+        clash = holdout.touching(overflow[c], val_docs, table)
+        train[c] = np.sort(np.concatenate([members[c][~is_val[members[c]]], overflow[c][~clash]]))
         counts["val_overflow_to_train"] += int((~clash).sum())
         counts["val_overflow_dropped"] += int(clash.sum())
-    floor = holdout.top_up(train, val, meta["doc_ids"], config.val_min_windows,
-                           {c: cluster_name(c, k) for c in range(k)})
+    floor = holdout.top_up(train, val, table, config.val_min_windows, {c: cluster_name(c, k) for c in range(k)})
     counts["val_topped_up"], counts["val_topup_dropped"] = floor["moved"], floor["dropped"]
     return train, val, counts
 
 
+def destinations(train: dict, val: dict, n: int) -> np.ndarray:
+    """int32 per window: 2 * cluster (train) or 2 * cluster + 1 (val); -1 = dropped."""
+    dest = np.full(n, -1, dtype=np.int32)
+    for c in train:
+        dest[train[c]] = 2 * c
+        dest[val[c]] = 2 * c + 1
+    return dest
+
+
+def _split_folder(out: Path, d: int, k: int) -> Path:
+    return out / cluster_name(d // 2, k) / ("val" if d % 2 else "train")
+
+
+def _write_tokens(out: Path, tokens, dest: np.ndarray, k: int, group: range, chunk: int) -> None:
+    """Every window of the group's clusters appended to its split's tokens.bin, in window-id order."""
+    ds = range(2 * group.start, 2 * group.stop)
+    files = {d: open(_split_folder(out, d, k) / "tokens.bin", "wb") for d in ds}
+    digests = {d: hashlib.sha256() for d in ds}
+    try:
+        for lo, rows in row_chunks(tokens, chunk):
+            d_C = dest[lo : lo + len(rows)]
+            mine = np.flatnonzero((d_C >= ds.start) & (d_C < ds.stop))
+            order = mine[np.argsort(d_C[mine], kind="stable")]
+            bounds = np.searchsorted(d_C[order], np.arange(ds.start, ds.stop + 1))
+            for d, a, b in zip(ds, bounds[:-1], bounds[1:]):
+                if b > a:
+                    data = rows[order[a:b]].tobytes()
+                    files[d].write(data)
+                    digests[d].update(data)
+    finally:
+        for fh in files.values():
+            fh.close()
+    sizes = np.bincount(dest[dest >= 0], minlength=2 * k)
+    for d in ds:
+        write_header(_split_folder(out, d, k), tokens[0:0].dtype, int(sizes[d]), tokens.seq_len + 1,
+                     digests[d].hexdigest())
+
+
+def _write_indexes(run: Path, out: Path, dest: np.ndarray, k: int, group: range) -> None:
+    """index.parquet of every split of the group's clusters, from the windows table batch by batch."""
+    ds = range(2 * group.start, 2 * group.stop)
+    writers = {d: pq.ParquetWriter(_split_folder(out, d, k) / "index.parquet", SHARD_INDEX, compression="zstd")
+               for d in ds}
+    buffers: dict[int, list[pa.Table]] = {d: [] for d in ds}
+    rows = dict.fromkeys(ds, 0)
+
+    def flush(d: int) -> None:
+        if rows[d]:
+            writers[d].write_table(pa.concat_tables(buffers[d]), row_group_size=INDEX_GROUP_ROWS)
+            buffers[d], rows[d] = [], 0
+
+    try:
+        at = 0
+        for batch in iter_batches(run / "windows", "windows", WINDOWS,
+                                  columns=["window_id", "domain", "pieces.list.element.doc_id"], batch_size=65536):
+            d_B = dest[at : at + batch.num_rows]
+            at += batch.num_rows
+            mine = np.flatnonzero((d_B >= ds.start) & (d_B < ds.stop))
+            if not len(mine):
+                continue
+            pieces = batch.column(2)
+            flat = pieces.flatten()
+            doc_ids = pa.ListArray.from_arrays(pieces.offsets, flat.field(0) if pa.types.is_struct(flat.type) else flat)
+            part = pa.table({"window_id": batch.column(0), "doc_ids": doc_ids, "domain": batch.column(1)},
+                            schema=SHARD_INDEX)
+            order = mine[np.argsort(d_B[mine], kind="stable")]
+            bounds = np.searchsorted(d_B[order], np.arange(ds.start, ds.stop + 1))
+            for d, a, b in zip(ds, bounds[:-1], bounds[1:]):
+                if b > a:
+                    buffers[d].append(part.take(pa.array(order[a:b])))
+                    rows[d] += int(b - a)
+                    if rows[d] >= INDEX_GROUP_ROWS:
+                        flush(d)
+            while sum(rows.values()) > INDEX_BUFFER_ROWS:
+                flush(max(rows, key=lambda d: (rows[d], -d)))
+        for d in ds:
+            flush(d)
+    finally:
+        for writer in writers.values():
+            writer.close()
+
+
 def write_shards(run: Path, out: Path, config: ShardsConfig, advance=lambda n: None) -> dict[str, Any]:
-    tokens = TokenArray(run / "windows").tokens
-    meta = window_table(run)
-    labels = read_table(run / "clusters", "assignments", ASSIGNMENTS, columns=["cluster"]).column(0).to_numpy()
+    tokens = TokenArray(run / "windows")
+    table = read_window_columns(run)
+    labels = read_labels(run)
     k = RouterSpec.read(RunLayout(run).router_spec).k
     stray = int(((labels < 0) | (labels >= k)).sum())
-    if stray or len(labels) != len(tokens):
+    if stray or len(labels) != len(tokens) or len(table) != len(tokens):
         raise SchemaError(f"{run / 'clusters'}: assignments give {len(labels)} windows ({stray} window(s) outside "
                           f"cluster 0-{k - 1}) for {len(tokens)} windows and K={k}; rerun `curate cluster`")
-    train, val, counts = _plan(labels, meta, k, config)
+    train, val, counts = plan(labels, table, k, config)
+    dest = destinations(train, val, len(labels))
+    width = tokens.seq_len + 1
     counts["clusters"] = {}
-    for c in range(k):
-        folder = out / cluster_name(c, k)
-        n_train = _write_split(folder / "train", train[c], tokens, meta, config.copy_rows)
-        n_val = _write_split(folder / "val", val[c], tokens, meta, config.copy_rows)
-        counts["clusters"][str(c)] = {
-            "train_windows": n_train, "val_windows": n_val,
-            "val_documents": len({d for w in val[c] for d in meta["doc_ids"][w]}),
-            "train_tokens": n_train * tokens.shape[1], "val_tokens": n_val * tokens.shape[1],
-        }
-        advance(n_train + n_val)
+    for g in range(0, k, OPEN_CLUSTERS):
+        group = range(g, min(g + OPEN_CLUSTERS, k))
+        for c in group:
+            for split in ("train", "val"):
+                (out / cluster_name(c, k) / split).mkdir(parents=True)
+        _write_tokens(out, tokens, dest, k, group, config.copy_rows)
+        _write_indexes(run, out, dest, k, group)
+        for c in group:
+            n_train, n_val = len(train[c]), len(val[c])
+            counts["clusters"][str(c)] = {
+                "train_windows": n_train, "val_windows": n_val,
+                "val_documents": table.distinct_docs(val[c]),
+                "train_tokens": n_train * width, "val_tokens": n_val * width,
+            }
+            advance(n_train + n_val)
     counts["windows"] = sum(v["train_windows"] + v["val_windows"] for v in counts["clusters"].values())
     lost = counts["val_overflow_dropped"] + counts["val_topup_dropped"]
-    if counts["windows"] + lost != len(tokens):
+    if counts["windows"] + lost != len(tokens) or int((dest >= 0).sum()) != counts["windows"]:
         raise RuntimeError(f"shard accounting is off: {counts['windows']} + {lost} dropped != {len(tokens)} windows")
     return counts

@@ -1,6 +1,5 @@
 """Statistics shared by the cards, inspect and the windows stage: one implementation of each rule.
 
-- `window_table`: split, domain and document ids of every window, in window-id order.
 - `ranked_labels` / `majority_label`: the majority-label rule. Labels are ranked by weight
   (tokens or windows), ties by name; unlabelled (None) entries never win.
 - `centroid_cosines` / `nearest_clusters`: centroid similarity and each cluster's neighbours.
@@ -10,26 +9,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
-import pyarrow as pa
-
-from splitlm.core.parts import read_table
-from splitlm.schemas.tables import WINDOWS
-
-
-def window_table(run: Path) -> dict[str, Any]:
-    """window_id-ordered split, domain and doc ids of every window."""
-    table = read_table(run / "windows", "windows", WINDOWS, columns=["window_id", "split", "domain", "pieces"])
-    pieces = table.column("pieces").combine_chunks()
-    doc_ids = pa.ListArray.from_arrays(pieces.offsets, pieces.flatten().field("doc_id"))
-    return {
-        "split": np.array(table.column("split").to_pylist()),
-        "domain": table.column("domain").to_pylist(),
-        "doc_ids": doc_ids.to_pylist(),
-    }
 
 
 def ranked_labels(weighted: Iterable[tuple[str | None, int]]) -> list[tuple[str, int]]:

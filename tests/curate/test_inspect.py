@@ -127,11 +127,11 @@ def test_route_top1_is_the_routers_own_answer(run):
 
     from splitlm.curate.cluster.router import Router
     from splitlm.curate.inspect.routing import sample_windows
-    from splitlm.curate.shards import window_table
+    from splitlm.curate.window_columns import read_window_columns
     from splitlm.schemas.tokens import TokenArray
 
     summary = json.loads((run / "inspect" / "summary.json").read_text())
-    ids = sample_windows(window_table(run)["split"], "all", 10_000, 0)
+    ids = sample_windows(read_window_columns(run).is_val_N, "all", 10_000, 0)
     assert len(ids) == summary["sample"]["windows"]
     router = Router.load(run)
     tokens = TokenArray(run / "windows").tokens

@@ -11,9 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from splitlm.core.errors import ConfigError, SchemaError
 from splitlm.curate.holdout import cap as _cap_validation
 from splitlm.curate.shards import ShardsConfig, write_shards
-from splitlm.core.errors import ConfigError, SchemaError
+from splitlm.curate.window_columns import WindowColumns, build_window_columns
 from splitlm.schemas.layout import RunLayout, cluster_name
 from splitlm.schemas.router import EmbedderSpec, RouterSpec
 from splitlm.schemas.tables import ASSIGNMENTS, SHARD_INDEX, WINDOWS
@@ -22,9 +23,19 @@ from splitlm.schemas.tokens import TokenArray, write_header
 # --- _cap_validation ---------------------------------------------------------------------------
 
 
+def columns_of(doc_ids: list[list[str]], split: list[str] | None = None, batch: int = 2) -> WindowColumns:
+    """The columnar window table of hand-given documents per window, built from small batches."""
+    split = split or ["val"] * len(doc_ids)
+    rows = [dict(window_id=w, split=s, domain=None, pieces=d) for w, (s, d) in enumerate(zip(split, doc_ids))]
+    schema = pa.schema([("window_id", pa.int64()), ("split", pa.string()), ("domain", pa.string()),
+                        ("pieces", pa.list_(pa.string()))])
+    return build_window_columns(pa.RecordBatch.from_pylist(rows[i : i + batch], schema=schema)
+                                for i in range(0, len(rows), batch))
+
+
 def _cap(doc_ids: list[list[str]], cap: int, val_W=None):
     val_W = np.arange(len(doc_ids), dtype=np.int64) if val_W is None else np.asarray(val_W, dtype=np.int64)
-    kept, overflow = _cap_validation(val_W, doc_ids, cap)
+    kept, overflow = _cap_validation(val_W, columns_of(doc_ids), cap)
     assert np.array_equal(np.concatenate([kept, overflow]), val_W)  # a split of the input, order kept
     return kept.tolist(), overflow.tolist()
 

@@ -21,9 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from splitlm.core.parts import read_table
+from splitlm.core.parts import iter_batches
 from splitlm.curate.cluster.router import Router
-from splitlm.curate.stats import centroid_cosines, nearest_clusters, ranked_labels, share_by_cluster, window_table
+from splitlm.curate.rows import take_rows
+from splitlm.curate.stats import centroid_cosines, nearest_clusters, ranked_labels, share_by_cluster
+from splitlm.curate.window_columns import WindowColumns, first_windows, read_doc_ids, read_window_columns
 from splitlm.schemas.card import Balance, Card, Exemplar, Neighbour, Provenance
 from splitlm.schemas.layout import cluster_name
 from splitlm.schemas.manifest import StageManifest
@@ -87,31 +89,35 @@ def _snippet(text: str, n: int) -> str:
 
 def build_cards(run: Path, config: CardsConfig, provenance: dict[str, Any], router=None) -> list[Card]:
     router = router or Router.load(run)
-    k, tokens = router.k, TokenArray(run / "windows").tokens
-    assign = read_table(run / "clusters", "assignments", ASSIGNMENTS)
-    labels, dist = assign.column("cluster").to_numpy(), assign.column("distance").to_numpy()
-    meta = window_table(run)
+    k, tokens = router.k, TokenArray(run / "windows")
+    labels, dist = read_assignments(run)
+    table = read_window_columns(run)
     shard_counts = StageManifest.read(run / "shards").counts["clusters"]
-    members = [np.flatnonzero(labels == c) for c in range(k)]
+    order = np.argsort(labels, kind="stable")
+    sizes = np.bincount(labels, minlength=k)
+    members = np.split(order, np.cumsum(sizes)[:-1])  # each cluster's windows, in window-id order
     decode = router.tokenizer.decode_batch
-    terms = top_terms([decode(tokens[_evenly(m, config.terms_sample)]) for m in members], config.top_terms)
+    terms = top_terms([decode(take_rows(tokens, _evenly(m, config.terms_sample))) for m in members], config.top_terms)
     cos_KK = centroid_cosines(router.centroids_KD)
-    removals = _dedup_removals(meta, labels, k, read_table(run / "dedup", "duplicates", DUPLICATES))
-    accuracy = _routing_accuracy(router, tokens, labels, meta["split"] == "val", k, config.routing_sample)
-    sizes = np.array([len(m) for m in members])
+    removals = _dedup_removals(table, labels, k, iter_batches(run / "dedup", "duplicates", DUPLICATES,
+                                                               columns=["duplicate_of"]))
+    accuracy = _routing_accuracy(router, tokens, labels, table.is_val_N, k, config.routing_sample)
+    domains_KL = _domain_counts(table, labels, k)
+    best = [m[np.argsort(dist[m], kind="stable")[: config.exemplars]] for m in members]
+    doc_ids = read_doc_ids(run, np.concatenate(best)) if k else {}
     cards = []
     for c in range(k):
-        best = members[c][np.argsort(dist[members[c]], kind="stable")[: config.exemplars]]
-        top = ranked_labels((meta["domain"][w], 1) for w in members[c])
+        top = ranked_labels((table.domains[j], int(n)) for j, n in enumerate(domains_KL[c]) if n)
         counts = shard_counts[str(c)]
+        snippets = decode(take_rows(tokens, best[c])) if len(best[c]) else []
         cards.append(Card(
             cluster=c, name=cluster_name(c, k), windows=int(sizes[c]),
             train_windows=counts["train_windows"], val_windows=counts["val_windows"],
-            tokens=int(sizes[c]) * tokens.shape[1], share=float(sizes[c] / max(sizes.sum(), 1)),
+            tokens=int(sizes[c]) * (tokens.seq_len + 1), share=float(sizes[c] / max(sizes.sum(), 1)),
             top_terms=terms[c],
-            exemplars=[Exemplar(window_id=int(w), distance=round(float(dist[w]), 6), doc_ids=meta["doc_ids"][w][:8],
-                                domain=meta["domain"][w], snippet=_snippet(decode([tokens[w]])[0], config.snippet_chars))
-                       for w in best],
+            exemplars=[Exemplar(window_id=int(w), distance=round(float(dist[w]), 6), doc_ids=doc_ids[int(w)][:8],
+                                domain=label, snippet=_snippet(text, config.snippet_chars))
+                       for w, label, text in zip(best[c], table.domain_labels(best[c]), snippets)],
             domains=dict(top), top_domain=top[0][0] if top else None,
             top_domain_share=round(top[0][1] / sizes[c], 4) if top else None,
             nearest_clusters=[Neighbour(cluster=j, cosine=round(float(cos_KK[c, j]), 4))
@@ -123,21 +129,39 @@ def build_cards(run: Path, config: CardsConfig, provenance: dict[str, Any], rout
     return cards
 
 
+def read_assignments(run: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(labels int32, distances float32) of every window, read part by part."""
+    labels, dist = [], []
+    for batch in iter_batches(run / "clusters", "assignments", ASSIGNMENTS, columns=["cluster", "distance"],
+                              batch_size=65536):
+        labels.append(batch.column(0).to_numpy().astype(np.int32))
+        dist.append(batch.column(1).to_numpy().astype(np.float32))
+    return (np.concatenate(labels), np.concatenate(dist)) if labels else (np.zeros(0, np.int32), np.zeros(0, np.float32))
+
+
+def _domain_counts(table: WindowColumns, labels: np.ndarray, k: int) -> np.ndarray:
+    """int64 [K, L]: windows per cluster and domain label (unlabelled windows left out)."""
+    n_labels = len(table.domains)
+    has = table.domain_N >= 0
+    flat = labels[has].astype(np.int64) * n_labels + table.domain_N[has]
+    return np.bincount(flat, minlength=k * n_labels).reshape(k, n_labels)
+
+
 def _balance(sizes: np.ndarray, c: int) -> Balance:
     return Balance(size=int(sizes[c]), mean_size=float(sizes.mean()), ratio_to_mean=round(float(sizes[c] / sizes.mean()), 4),
                    run_max_min=round(float(sizes.max() / max(sizes.min(), 1)), 4))
 
 
-def _dedup_removals(meta: dict, labels: np.ndarray, k: int, duplicates) -> np.ndarray:
-    """Per cluster, documents removed as duplicates of a document whose first window lies there."""
-    first_window: dict[str, int] = {}
-    for w, docs in enumerate(meta["doc_ids"]):
-        for d in docs:
-            first_window.setdefault(d, w)
+def _dedup_removals(table: WindowColumns, labels: np.ndarray, k: int, duplicates) -> np.ndarray:
+    """Per cluster, documents removed as duplicates of a document whose first window lies there.
+
+    `duplicates`: record batches (or tables) whose first column is `duplicate_of`.
+    """
+    first_D = first_windows(table)
     out = np.zeros(k, dtype=np.int64)  # K, not the largest label: the last cluster may be empty
-    for kept in duplicates.column("duplicate_of").to_pylist():
-        if kept in first_window:
-            out[labels[first_window[kept]]] += 1
+    for batch in duplicates:
+        codes = table.codes_of(batch.column(0))
+        out += np.bincount(labels[first_D[codes[codes >= 0]]], minlength=k)
     return out
 
 
@@ -146,5 +170,5 @@ def _routing_accuracy(router, tokens, labels, is_val, k, sample) -> list[tuple[f
     ids = np.concatenate([_evenly(np.flatnonzero(is_val & (labels == c)), sample) for c in range(k)])
     if len(ids) == 0:
         return [(None, 0)] * k
-    routed = router.route_tokens(tokens[ids, : router.prefix_tokens].tolist()).clusters
+    routed = router.route_tokens(take_rows(tokens, ids)[:, : router.prefix_tokens].tolist()).clusters
     return share_by_cluster(routed == labels[ids], labels[ids], k)

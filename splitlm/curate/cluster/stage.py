@@ -1,12 +1,21 @@
-"""The clusters stage: fit balanced k-means on the window embeddings, assign every window, save the router.
+"""The clusters stage: fit balanced k-means on a sample of the window embeddings, assign every window
+chunk by chunk, save the router.
 
-Writes `RUN/clusters/assignments-00000.parquet` (ASSIGNMENTS), `router.safetensors` + `router.json`.
-Plain `faiss.Kmeans` runs on the same vectors with the same iterations for comparison, so the
-manifest (and `curate cluster`'s summary) report balance, objective and time against it.
+Writes `RUN/clusters/assignments-XXXXX.parquet` (ASSIGNMENTS, in window-id order, row groups of
+`GROUP_ROWS`, a new part every `part_rows` rows), `router.safetensors` + `router.json`.
+Memory: the fit reads its samples (`fit_balanced_kmeans`); the assignment reads `chunk` rows of
+vectors at a time and writes their labels as it goes, so beyond the fit the stage holds one chunk
+and O(K) counts, whatever N is (`assign_with_capacity`, which ranks every row's regret, keeps
+labels, distances and regrets: 12 bytes per window). Labels do not depend on the chunk size
+(`splitlm.curate.cluster.kmeans` re-scores near-ties exactly).
+Plain `faiss.Kmeans` (same iterations) runs on the fit sample only, the same seeded
+`k * sample_per_centroid` rows our labels are measured on, so the manifest's `plain_faiss` block
+(`"on": "fit sample"`) compares balance and objective on that sample, and fit times.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +36,15 @@ from splitlm.curate.cluster.kmeans import (
 )
 from splitlm.curate.cluster.router import Router
 from splitlm.curate.embed.stage import load_vectors
+from splitlm.curate.rows import SlicedRows, row_chunks, take_rows
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.router import EmbedderSpec, RouterSpec
 from splitlm.schemas.tables import ASSIGNMENTS
 
-ALGORITHM = 1  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
+ALGORITHM = 2  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
+# 2: assignments in parts; objective summed per row group; plain faiss on the fit sample
+
+GROUP_ROWS = 65536  # assignment rows per Parquet row group (fixed: output bytes never depend on `chunk`)
 
 
 @dataclass(frozen=True)
@@ -39,42 +52,145 @@ class ClustersConfig:
     kmeans: KMeansConfig = field(default_factory=KMeansConfig)
     prefix_tokens: int = 32
     """Tokens of a document's prefix the router embeds by default (paper App. D: 32)."""
+    part_rows: int = 8 * 1024 * 1024
+    """Assignment rows per Parquet part (~64 MB); a multiple of the row group size is rounded up to."""
+    compare_plain: bool = True
+    """Run plain faiss k-means on the fit sample for the manifest's comparison."""
 
     def __post_init__(self):
         if self.prefix_tokens < 1:
             raise ConfigError(f"--prefix-tokens must be >= 1, got {self.prefix_tokens}")
+        if self.part_rows < 1:
+            raise ConfigError(f"part_rows must be >= 1, got {self.part_rows}")
+
+
+class AssignmentWriter:
+    """ASSIGNMENTS rows in window-id order: fixed row groups, a new part file every `part_rows` rows."""
+
+    def __init__(self, out: Path, part_rows: int):
+        self.out, self.part_rows = out, max(GROUP_ROWS, math.ceil(part_rows / GROUP_ROWS) * GROUP_ROWS)
+        self.labels: list[np.ndarray] = []
+        self.dist: list[np.ndarray] = []
+        self.buffered = 0
+        self.rows = 0
+        self.part = 0
+        self.writer: pq.ParquetWriter | None = None
+        self.dist_sum = 0.0
+
+    def write(self, labels: np.ndarray, dist: np.ndarray) -> None:
+        self.labels.append(labels.astype(np.int32))
+        self.dist.append(dist.astype(np.float32))
+        self.buffered += len(labels)
+        while self.buffered >= GROUP_ROWS:
+            self._flush(GROUP_ROWS)
+
+    def _flush(self, n: int) -> None:
+        labels, dist = np.concatenate(self.labels), np.concatenate(self.dist)
+        self.labels, self.dist, self.buffered = [labels[n:]], [dist[n:]], len(labels) - n
+        labels, dist = labels[:n], dist[:n]
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.out / f"assignments-{self.part:05d}.parquet", ASSIGNMENTS,
+                                           compression="zstd")
+        ids = np.arange(self.rows, self.rows + n, dtype=np.int64)
+        self.writer.write_table(pa.table({"window_id": ids, "cluster": labels, "distance": dist}, schema=ASSIGNMENTS),
+                                row_group_size=GROUP_ROWS)
+        self.dist_sum += float(np.sum(dist, dtype=np.float64))  # per fixed group: independent of `chunk`
+        self.rows += n
+        if self.rows % self.part_rows == 0:
+            self.writer.close()
+            self.writer, self.part = None, self.part + 1
+
+    def close(self) -> None:
+        if self.buffered:
+            self._flush(self.buffered)
+        if self.writer is not None:
+            self.writer.close()
+        elif self.rows == 0:
+            pq.write_table(ASSIGNMENTS.empty_table(), self.out / "assignments-00000.parquet")
 
 
 def write_clusters(run: Path, out: Path, config: ClustersConfig, corpus_fingerprint: str,
                    advance=lambda n: None) -> dict[str, Any]:
     x_ND = load_vectors(run)
     cfg = config.kmeans
-    if cfg.k > len(x_ND):
-        raise ConfigError(f"--k {cfg.k} is larger than the number of windows ({len(x_ND)}): lower --k or add data")
+    n = len(x_ND)
+    if cfg.k > n:
+        raise ConfigError(f"--k {cfg.k} is larger than the number of windows ({n}): lower --k or add data")
     start = time.perf_counter()
-    model = fit_balanced_kmeans(x_ND, cfg)
-    if cfg.capacity_eps is not None:
-        labels_N, dist_N = assign_with_capacity(x_ND, model.centroids_KD, model.biases_K, cfg.capacity_eps, cfg.chunk)
+    model = fit_balanced_kmeans(SlicedRows(x_ND), cfg)  # reads its samples; touched pages are not kept
+    fit_s = time.perf_counter() - start
+    sample_S = _comparison_sample(n, cfg)
+    writer = AssignmentWriter(out, config.part_rows)
+    sizes_K = np.zeros(cfg.k, dtype=np.int64)
+    sample_labels, sample_dist, sample_rows = [], [], []
+    if cfg.capacity_eps is not None:  # the cap ranks all rows at once: keeps labels, distances, regrets
+        labels_N, dist_N = assign_with_capacity(SlicedRows(x_ND), model.centroids_KD, model.biases_K, cfg.capacity_eps, cfg.chunk)
+        for lo in range(0, n, GROUP_ROWS):
+            writer.write(labels_N[lo : lo + GROUP_ROWS], dist_N[lo : lo + GROUP_ROWS])
+        sizes_K += np.bincount(labels_N, minlength=cfg.k)
+        sample_labels, sample_dist = [labels_N[sample_S]], [dist_N[sample_S]]
+        sample_rows = [take_rows(x_ND, sample_S, np.float32)] if config.compare_plain else []
+        advance(n)
     else:
-        labels_N, dist_N = assign(x_ND, model.centroids_KD, model.biases_K, cfg.chunk)
+        for lo, x_CD in row_chunks(x_ND, cfg.chunk, dtype=np.float32):
+            labels_C, _ = assign(x_CD, model.centroids_KD, model.biases_K, cfg.chunk)
+            dist_C = row_distances(x_CD, model.centroids_KD, labels_C)
+            writer.write(labels_C, dist_C)
+            sizes_K += np.bincount(labels_C, minlength=cfg.k)
+            mine = sample_S[(sample_S >= lo) & (sample_S < lo + len(x_CD))] - lo
+            sample_labels.append(labels_C[mine])
+            sample_dist.append(dist_C[mine])
+            if config.compare_plain:
+                sample_rows.append(x_CD[mine])
+            advance(len(x_CD))
+    writer.close()
     ours_s = time.perf_counter() - start
-    advance(len(x_ND))
-    start = time.perf_counter()
-    _, plain_labels_N, plain_dist_N = plain_faiss_kmeans(x_ND, cfg.k, cfg.iters, cfg.seed, cfg.sample_per_centroid)
-    plain_s = time.perf_counter() - start
-    table = pa.table({"window_id": np.arange(len(x_ND), dtype=np.int64), "cluster": labels_N.astype(np.int32),
-                      "distance": dist_N.astype(np.float32)}, schema=ASSIGNMENTS)
-    pq.write_table(table, out / "assignments-00000.parquet", compression="zstd")
     Router(model.centroids_KD, model.biases_K, router_spec(run, config, corpus_fingerprint)).save(out)
-    ours, plain = balance_stats(labels_N, cfg.k), balance_stats(plain_labels_N, cfg.k)
-    return {
-        "k": cfg.k, "windows": len(x_ND), "sizes": ours.sizes_K.tolist(),
-        "max_min": ours.max_min, "imbalance": ours.imbalance,
-        "objective": float(np.mean(dist_N, dtype=np.float64)),
-        "plain_faiss": {"sizes": plain.sizes_K.tolist(), "max_min": plain.max_min, "imbalance": plain.imbalance,
-                        "objective": float(np.mean(plain_dist_N, dtype=np.float64)), "seconds": plain_s},
-        "seconds": ours_s, "time_ratio_vs_plain": ours_s / max(plain_s, 1e-9),
+    ours = balance_stats(sizes_K)
+    counts: dict[str, Any] = {
+        "k": cfg.k, "windows": n, "sizes": ours.sizes_K.tolist(), "max_min": ours.max_min,
+        "imbalance": ours.imbalance, "objective": writer.dist_sum / max(n, 1),
+        "fit_seconds": fit_s, "seconds": ours_s, "assignment_parts": len(list(out.glob("assignments-*.parquet"))),
     }
+    if config.compare_plain:
+        counts["plain_faiss"] = _compare(np.concatenate(sample_rows).astype(np.float32, copy=False),
+                                         np.concatenate(sample_labels), np.concatenate(sample_dist), cfg, fit_s)
+        counts["time_ratio_vs_plain"] = counts["plain_faiss"]["time_ratio"]
+    return counts
+
+
+def row_distances(x_CD: np.ndarray, centroids_KD: np.ndarray, labels_C: np.ndarray, block: int = 4096) -> np.ndarray:
+    """float32 ||x/|x| - c_label||^2 row by row in float64: the same bits in any chunk (a GEMM's are not)."""
+    out = np.empty(len(x_CD), dtype=np.float32)
+    c_KD = centroids_KD.astype(np.float64)
+    for lo in range(0, len(x_CD), block):
+        x_bD = x_CD[lo : lo + block].astype(np.float64)
+        x_bD /= np.maximum(np.sqrt((x_bD * x_bD).sum(1, keepdims=True)), 1e-12)
+        x_bD -= c_KD[labels_C[lo : lo + block]]
+        out[lo : lo + block] = (x_bD * x_bD).sum(1)
+    return out
+
+
+def _comparison_sample(n: int, cfg: KMeansConfig) -> np.ndarray:
+    """Sorted row ids of the comparison sample: k * sample_per_centroid rows drawn with the seed."""
+    m = cfg.k * cfg.sample_per_centroid
+    if m >= n:
+        return np.arange(n, dtype=np.int64)
+    return np.sort(np.random.default_rng(cfg.seed).choice(n, m, replace=False)).astype(np.int64)
+
+
+def _compare(x_SD: np.ndarray, ours_S: np.ndarray, ours_dist_S: np.ndarray, cfg: KMeansConfig,
+             fit_s: float) -> dict[str, Any]:
+    """Plain faiss k-means fitted and assigned on the sample; ours measured on the same rows."""
+    start = time.perf_counter()
+    _, plain_S, plain_dist_S = plain_faiss_kmeans(x_SD, cfg.k, cfg.iters, cfg.seed, cfg.sample_per_centroid)
+    plain_s = time.perf_counter() - start
+    ours, plain = balance_stats(ours_S, cfg.k), balance_stats(plain_S, cfg.k)
+    return {"on": "fit sample", "rows": int(len(x_SD)), "sizes": plain.sizes_K.tolist(), "max_min": plain.max_min,
+            "imbalance": plain.imbalance, "objective": float(np.mean(plain_dist_S, dtype=np.float64)),
+            "seconds": plain_s, "ours_max_min": ours.max_min,
+            "ours_objective": float(np.mean(ours_dist_S, dtype=np.float64)),
+            "time_ratio": fit_s / max(plain_s, 1e-9)}
 
 
 def router_spec(run: Path, config: ClustersConfig, corpus_fingerprint: str) -> RouterSpec:

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from splitlm.curate.embed.model import model_path
+from splitlm.curate.rows import take_rows
 
 BLOCK = 1024  # prefixes per similarity block and per embedding call
 
@@ -56,9 +57,10 @@ class RoutingStats:
         return self.hits_PN[[r.prefix_tokens for r in self.rows].index(p)]
 
 
-def sample_windows(split_N: np.ndarray, split: str, n: int, seed: int) -> np.ndarray:
+def sample_windows(is_val_N: np.ndarray, split: str, n: int, seed: int) -> np.ndarray:
     """Sorted ids of up to n windows of `split` (val, train or all), drawn with `seed`; N >= 1 is the caller's check."""
-    pool = np.arange(len(split_N)) if split == "all" else np.flatnonzero(split_N == split)
+    is_val_N = np.asarray(is_val_N, dtype=bool)
+    pool = np.arange(len(is_val_N)) if split == "all" else np.flatnonzero(is_val_N == (split == "val"))
     if len(pool) <= n:
         return pool
     return np.sort(np.random.default_rng(seed).choice(pool, n, replace=False))
@@ -67,9 +69,9 @@ def sample_windows(split_N: np.ndarray, split: str, n: int, seed: int) -> np.nda
 def prefix_routing(router, tokens_NW: np.ndarray, vectors_ND: np.ndarray, labels_N: np.ndarray,
                    window_ids: np.ndarray, prefix_lengths: tuple[int, ...],
                    advance: Callable[[int], None] = lambda n: None) -> RoutingStats:
-    rows_SW = np.asarray(tokens_NW[window_ids])
+    rows_SW = take_rows(tokens_NW, window_ids)  # a bounded sample: read as row slices
     own_S = labels_N[window_ids]
-    full_SD = _unit(np.asarray(vectors_ND[window_ids], dtype=np.float32))
+    full_SD = _unit(take_rows(vectors_ND, window_ids, np.float32))
     texts = {p: router.tokenizer.decode_batch(rows_SW[:, :p]) for p in prefix_lengths}
     start = time.perf_counter()
     same = {p: np.zeros(len(window_ids), dtype=bool) for p in prefix_lengths}

@@ -25,7 +25,6 @@ import numpy as np
 
 from splitlm.core.errors import ConfigError
 from splitlm.core.hashing import sha256_json
-from splitlm.core.parts import read_table
 from splitlm.core.progress import Progress
 from splitlm.curate import stage as curate_stage
 from splitlm.curate.cluster.router import Router
@@ -34,14 +33,15 @@ from splitlm.curate.inspect.domains import domain_stats
 from splitlm.curate.inspect.report import render_files
 from splitlm.curate.inspect.routing import prefix_routing, sample_windows
 from splitlm.curate.inspect.similarity import cluster_similarity
-from splitlm.curate.stats import window_table
+from splitlm.curate.shards import read_labels
+from splitlm.curate.window_columns import read_window_columns
 from splitlm.schemas.layout import RunLayout, cluster_name
 from splitlm.schemas.manifest import StageManifest
-from splitlm.schemas.tables import ASSIGNMENTS
 from splitlm.schemas.tokens import TokenArray
 
 ALGORITHM = 2  # bump when the same config and input would give other output
 PREFIX_LENGTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+PLAIN_KEYS = ("on", "rows", "max_min", "objective", "ours_max_min", "ours_objective")  # timings stay out
 
 
 @dataclass(frozen=True)
@@ -103,34 +103,36 @@ def parse_prefix_lengths(text: str) -> tuple[int, ...]:
 def _measure(run: Path, config: InspectConfig, progress: Progress) -> dict[str, Any]:
     router = Router.load(run)
     lengths = tuple(sorted({*config.prefix_lengths, router.prefix_tokens}))
-    k, tokens_NW = router.k, TokenArray(run / "windows").tokens
-    labels_N = read_table(run / "clusters", "assignments", ASSIGNMENTS, columns=["cluster"]).column(0).to_numpy()
-    split_N = window_table(run)["split"]
+    k, tokens_NW = router.k, TokenArray(run / "windows")
+    labels_N = read_labels(run)
+    table = read_window_columns(run)
+    is_val_N = table.is_val_N
     sim = cluster_similarity(router.centroids_KD, config.reference)
-    dom = domain_stats(run, labels_N, k, config.label_field)
-    ids = sample_windows(split_N, config.split, config.sample, config.seed)
+    dom = domain_stats(run, labels_N, k, config.label_field, table)
+    ids = sample_windows(is_val_N, config.split, config.sample, config.seed)
     if len(ids) == 0:
         raise ConfigError(f"{run}: no {config.split} windows to sample; rerun `curate cluster` with --val-fraction > 0 "
                           "or pass --split all")
     with progress.stage("prefixes") as advance:
         routing = prefix_routing(router, tokens_NW, load_vectors(run), labels_N, ids, lengths, advance)
-    clusters = _cluster_rows(dom, routing.hits(router.prefix_tokens), labels_N[ids], split_N[ids] == "val", k)
+    clusters = _cluster_rows(dom, routing.hits(router.prefix_tokens), labels_N[ids], is_val_N[ids], k)
     balance = StageManifest.read(run / "clusters").counts
+    pool = len(is_val_N) if config.split == "all" else int(is_val_N.sum() if config.split == "val" else (~is_val_N).sum())
     return {
-        "k": k, "windows": int(len(labels_N)), "window_tokens": int(tokens_NW.shape[1]),
+        "k": k, "windows": int(len(labels_N)), "window_tokens": int(tokens_NW.seq_len + 1),
         "embedder": router.spec.embedder.model_dump(), "router_prefix_tokens": router.prefix_tokens,
         "config": {"label_field": config.label_field, "prefix_lengths": list(lengths),
                    "sample": config.sample, "seed": config.seed, "split": config.split, "reference": config.reference},
         "sample": {"split": config.split, "seed": config.seed, "windows": int(len(ids)),
-                   "pool": int(len(split_N) if config.split == "all" else (split_N == config.split).sum())},
+                   "pool": int(pool)},
         "domains": {"field": dom.field, "labels": dom.labels, "counts": dom.counts_LK.tolist()},
         "routing": {"rows": [r.__dict__ for r in routing.rows], "texts_embedded": routing.texts_embedded,
                     "vectors_reused": routing.vectors_reused},
         "similarity": {"cosine": np.round(sim.cos_KK, 6).tolist(), "pairs": [p.__dict__ for p in sim.pairs]},
         "clusters": clusters,
         "balance": {"max_min": balance["max_min"], "objective": balance["objective"],
-                    "plain_faiss": {"max_min": balance["plain_faiss"]["max_min"],
-                                    "objective": balance["plain_faiss"]["objective"]}},
+                    "plain_faiss": {key: balance["plain_faiss"][key] for key in PLAIN_KEYS
+                                    if key in balance.get("plain_faiss", {})}},
         "_seconds_embedding": round(routing.seconds_embedding, 2),
     }
 

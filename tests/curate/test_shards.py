@@ -220,3 +220,26 @@ def test_a_window_no_cluster_takes_fails_the_accounting(tmp_path):
     run = write_run(tmp_path / "run", spec)
     with pytest.raises(SchemaError, match="assignments.*1 window.*cluster 0-2"):
         write_shards(run, run / "shards", ShardsConfig(val_max_docs=2, val_min_windows=0))
+
+
+def test_streaming_knobs_change_no_window(tmp_path, monkeypatch):
+    # One cluster per pass, one-row chunks and index row groups, a tiny index buffer: same shards.
+    import splitlm.curate.shards as shards_module
+
+    def shard_files(root):
+        out = {}
+        for path in sorted((root / "shards").rglob("*")):
+            if path.name == "index.parquet":
+                out[str(path.relative_to(root))] = pq.read_table(path).to_pylist()
+            elif path.is_file():
+                out[str(path.relative_to(root))] = path.read_bytes()
+        return out
+
+    config = ShardsConfig(val_max_docs=2, val_min_windows=0)
+    base = write_run(tmp_path / "a")
+    counts = write_shards(base, base / "shards", config)
+    for name, value in (("OPEN_CLUSTERS", 1), ("INDEX_GROUP_ROWS", 1), ("INDEX_BUFFER_ROWS", 2)):
+        monkeypatch.setattr(shards_module, name, value)
+    small = write_run(tmp_path / "b")
+    assert write_shards(small, small / "shards", ShardsConfig(val_max_docs=2, val_min_windows=0, copy_rows=1)) == counts
+    assert shard_files(small) == shard_files(base)

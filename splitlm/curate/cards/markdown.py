@@ -72,8 +72,7 @@ def render_index(cards: list[Card], clusters: dict[str, Any]) -> str:
     prefix = cards[0].routing_prefix_tokens if cards else 32
     lines = ["# Cluster cards", "",
              f"{len(cards)} clusters, {sum(c.windows for c in cards):,} windows, "
-             f"{sum(c.tokens for c in cards):,} tokens. Balance: max/min {clusters['max_min']:.3f}; k-means "
-             f"objective {clusters['objective']:.4f}.{_plain(clusters.get('plain_faiss'))}", "",
+             f"{sum(c.tokens for c in cards):,} tokens. {_balance(clusters)}", "",
              f"| cluster | windows | share | top domain | routing@{prefix} | top terms |", "|---|---:|---:|---|---:|---|"]
     for c in cards:
         dom = f"{cell(c.top_domain)} ({c.top_domain_share:.0%})" if c.top_domain else "n/a"
@@ -83,15 +82,17 @@ def render_index(cards: list[Card], clusters: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plain(plain: dict[str, Any] | None) -> str:
-    """The comparison with plain faiss k-means, on the rows it ran on (the fit sample)."""
-    if not plain:
-        return ""
+def _balance(clusters: dict[str, Any]) -> str:
+    """Balance and objective, against plain faiss k-means on the rows it ran on (the fit sample)."""
+    plain = clusters.get("plain_faiss")
+    if not plain:  # the comparison was not asked for
+        return f"Balance: max/min {clusters['max_min']:.3f}; k-means objective {clusters['objective']:.4f}."
     if "ours_max_min" not in plain:  # a manifest from before the comparison moved to the fit sample
-        return f" Plain faiss k-means: max/min {plain['max_min']:.2f}, objective {plain['objective']:.4f}."
-    return (f" On the fit sample ({plain['rows']:,} windows): max/min {plain['ours_max_min']:.3f} against "
-            f"{plain['max_min']:.2f} for plain faiss k-means, objective {plain['ours_objective']:.4f} against "
-            f"{plain['objective']:.4f}.")
+        return (f"Balance: max/min {clusters['max_min']:.3f} (plain faiss k-means: {plain['max_min']:.2f}); k-means "
+                f"objective {clusters['objective']:.4f} (plain: {plain['objective']:.4f}).")
+    return (f"Balance: max/min {clusters['max_min']:.3f}; k-means objective {clusters['objective']:.4f}. On the fit "
+            f"sample ({plain['rows']:,} windows): max/min {plain['ours_max_min']:.3f} against {plain['max_min']:.2f} "
+            f"for plain faiss k-means, objective {plain['ours_objective']:.4f} against {plain['objective']:.4f}.")
 
 
 def write_cards(cards: list[Card], clusters: dict[str, Any], out: Path) -> dict[str, Any]:

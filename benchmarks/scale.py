@@ -161,27 +161,52 @@ def child(base: Path, run: Path, k: int) -> dict:
     shard_config, card_config = shards.ShardsConfig(), cards.CardsConfig(routing_sample=0)
     provenance = {"config_hash": "synthetic", "corpus_fingerprint": "synthetic", "tokenizer": "gpt2",
                   "embedder": {"model_id": "synthetic"}, "versions": {}}
+    peaks = {}
+
+    def stage(name, *args, **kwargs):
+        _reset_peak()
+        manifest = run_with_progress(run, name, *args, progress, **kwargs)
+        peaks[name] = _peak()
+        return manifest
+
     start = time.perf_counter()
-    clusters = run_with_progress(run, "clusters", config, "synthetic",
-                                 lambda out, adv: cluster_stage.write_clusters(run, out, config, "synthetic", adv),
-                                 progress, algorithm=cluster_stage.ALGORITHM)
-    shard = run_with_progress(run, "shards", shard_config, sha256_json([clusters.output_fingerprint]),
-                              lambda out, adv: shards.write_shards(run, out, shard_config, adv), progress,
-                              algorithm=shards.ALGORITHM)
-    card = run_with_progress(
-        run, "cards", {"cards": "synthetic"}, sha256_json([shard.output_fingerprint]),
-        lambda out, adv: card_markdown.write_cards(cards.build_cards(run, card_config, provenance), clusters.counts,
-                                                   out),
-        progress, algorithm=cards.ALGORITHM)
+    clusters = stage("clusters", config, "synthetic",
+                     lambda out, adv: cluster_stage.write_clusters(run, out, config, "synthetic", adv),
+                     algorithm=cluster_stage.ALGORITHM)
+    shard = stage("shards", shard_config, sha256_json([clusters.output_fingerprint]),
+                  lambda out, adv: shards.write_shards(run, out, shard_config, adv), algorithm=shards.ALGORITHM)
+    card = stage("cards", {"cards": "synthetic"}, sha256_json([shard.output_fingerprint]),
+                 lambda out, adv: card_markdown.write_cards(cards.build_cards(run, card_config, provenance),
+                                                            clusters.counts, out),
+                 algorithm=cards.ALGORITHM)
     seconds = time.perf_counter() - start
     plain = clusters.counts["plain_faiss"]
     return {"k": k, "windows": clusters.counts["windows"], "seconds": seconds,
-            "stage_seconds": {m.stage: m.wall_seconds for m in (clusters, shard, card)},
+            "stage_seconds": {m.stage: m.wall_seconds for m in (clusters, shard, card)}, "stage_peaks": peaks,
             "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "rss_after_imports": baseline,
             "max_min": clusters.counts["max_min"], "sample_rows": plain["rows"],
             "ours_max_min": plain["ours_max_min"], "plain_max_min": plain["max_min"],
             "ours_objective": plain["ours_objective"], "plain_objective": plain["objective"],
             "fit_time_ratio": plain["time_ratio"], "shard_windows": shard.counts["windows"]}
+
+
+def _reset_peak() -> None:
+    """Restart this process's peak-RSS counter (VmHWM), so each stage's own peak can be read."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak() -> int:
+    """VmHWM of this process in bytes (0 where /proc is missing)."""
+    try:
+        for row in Path("/proc/self/status").read_text().splitlines():
+            if row.startswith("VmHWM:"):
+                return int(row.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def line(x1: float, y1: float, x2: float, y2: float, x: float) -> float:
@@ -228,7 +253,7 @@ def main() -> None:
             for k in ks:
                 run = root / f"run-{n}-k{k}"
                 proc = subprocess.run([sys.executable, __file__, "--child", str(base), str(run), str(k)],
-                                      capture_output=True, text=True, cwd=ROOT)
+                                      capture_output=True, text=True, cwd=ROOT, check=False)
                 if proc.returncode != 0:
                     print(f"N={n} K={k} failed:\n{proc.stderr[-3000:]}", flush=True)
                     continue
@@ -236,7 +261,9 @@ def main() -> None:
                 st = r["stage_seconds"]
                 print(f"N={n:>9,} K={k:>3}: {r['seconds']:7.1f} s (clusters {st['clusters']:.1f}, shards "
                       f"{st['shards']:.1f}, cards {st['cards']:.1f}), peak RSS {r['peak_rss'] / 1e9:.2f} GB "
-                      f"(after imports {r['rss_after_imports'] / 1e9:.2f}); max/min {r['max_min']:.3f}", flush=True)
+                      f"(after imports {r['rss_after_imports'] / 1e9:.2f}; per stage "
+                      + ", ".join(f"{s} {v / 1e9:.2f}" for s, v in r["stage_peaks"].items())
+                      + f"); max/min {r['max_min']:.3f}", flush=True)
                 shutil.rmtree(run)
             shutil.rmtree(base)
     finally:
@@ -248,7 +275,7 @@ def main() -> None:
 def report(results: dict, sizes: list[int], ks: list[int]) -> None:
     small, large = min(sizes), max(sizes)
     print()
-    print(f"| K | N | wall s | peak RSS GB | max/min (all) | sample rows | max/min ours / plain | objective ours / plain |")
+    print("| K | N | wall s | peak RSS GB | max/min (all) | sample rows | max/min ours / plain | objective ours / plain |")
     print("|---|---|---|---|---|---|---|---|")
     for k in ks:
         for n in sizes:

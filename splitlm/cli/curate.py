@@ -34,10 +34,15 @@ MaxChars = Annotated[int, typer.Option(help="Quarantine documents longer than th
 ValMaxDocs = Annotated[int, typer.Option(help="Validation documents kept per cluster.")]
 ValMinWindows = Annotated[int, typer.Option(
     help="Validation windows every cluster gets (moved from its training set, whole documents).")]
+PartMb = Annotated[float, typer.Option(
+    help="Megabytes per part: input per file group (the unit of work), token and vector files.")]
+Engine = Annotated[str, typer.Option(help="local (this process) or ray (tasks and embedder actors on Ray).")]
+RayAddress = Annotated[Optional[str], typer.Option(
+    help="Ray cluster to join with --engine ray (e.g. HEAD:6379, auto); default starts a local one.")]
 
 
 def windows_config(seq_len, tokenizer, text_field, id_field, domain_field, policy, strict, seed, no_dedup,
-                   dedup_threshold, val_fraction, max_chars):
+                   dedup_threshold, val_fraction, max_chars, part_mb=256.0):
     from splitlm.curate.dedup import DedupConfig
     from splitlm.curate.ingest import IngestConfig
     from splitlm.curate.pipeline import WindowsRunConfig
@@ -45,11 +50,17 @@ def windows_config(seq_len, tokenizer, text_field, id_field, domain_field, polic
 
     return WindowsRunConfig(
         ingest=IngestConfig(text_field=text_field, id_field=id_field, domain_field=domain_field,
-                            max_chars=max_chars, strict=strict),
+                            max_chars=max_chars, strict=strict, part_mb=part_mb),
         dedup=DedupConfig(enabled=not no_dedup, threshold=dedup_threshold),
         windows=WindowsConfig(seq_len=seq_len, tokenizer=tokenizer, policy=policy, val_fraction=val_fraction,
-                              seed=seed),
+                              seed=seed, part_mb=part_mb),
     )
+
+
+def engine_options(engine: str, ray_address: str | None, ray_workers: int = 0):
+    from splitlm.curate.engine.run import EngineConfig
+
+    return EngineConfig(engine, ray_address, ray_workers)
 
 
 @app.command()
@@ -68,6 +79,9 @@ def windows(
     dedup_threshold: DedupThreshold = 0.8,
     val_fraction: ValFraction = 0.02,
     max_chars: MaxChars = 50_000_000,
+    part_mb: PartMb = 256.0,
+    engine: Engine = "local",
+    ray_address: RayAddress = None,
 ) -> None:
     """Ingest, deduplicate and cut corpora into windows of seq_len + 1 tokens."""
     from splitlm.cli.progress import RichProgress
@@ -75,8 +89,8 @@ def windows(
     from splitlm.curate.pipeline import run_windows
 
     config = windows_config(seq_len, tokenizer, text_field, id_field, domain_field, policy, strict, seed,
-                            no_dedup, dedup_threshold, val_fraction, max_chars)
-    summary = run_windows(inputs, out, config, RichProgress())
+                            no_dedup, dedup_threshold, val_fraction, max_chars, part_mb)
+    summary = run_windows(inputs, out, config, RichProgress(), engine_options(engine, ray_address))
     print_windows_summary(summary, out)
 
 
@@ -92,8 +106,7 @@ def cluster(
     precision: Annotated[str, typer.Option(help="Embedder weights: auto, fp32, bf16 (CPU with AMX/AVX512-BF16), fp16.")] = "auto",
     embed_storage: Annotated[str, typer.Option(help="float32 or float16 vectors on disk.")] = "float32",
     embed_part_size: Annotated[int, typer.Option(help="Windows per resumable embedding part.")] = 512,
-    engine: Annotated[str, typer.Option(help="Embedding engine: local, or ray (actors on a Ray cluster).")] = "local",
-    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join; default starts a local one.")] = None,
+    engine: Engine = "local", ray_address: RayAddress = None, part_mb: PartMb = 256.0,
     ray_workers: Annotated[int, typer.Option(help="Embedder actors under Ray (0: one per CPU or GPU).")] = 0,
     val_max_docs: ValMaxDocs = 10_000,
     val_min_windows: ValMinWindows = 4,
@@ -122,15 +135,15 @@ def cluster(
 
     config = ClusterRunConfig(
         windows=windows_config(seq_len, tokenizer, text_field, id_field, domain_field, policy, strict, seed,
-                               no_dedup, dedup_threshold, val_fraction, max_chars),
+                               no_dedup, dedup_threshold, val_fraction, max_chars, part_mb),
         embeddings=EmbeddingsConfig(embed=EmbedConfig(mode=embed_mode, precision=precision), storage=embed_storage,
-                                    part_size=embed_part_size, engine=engine, ray_address=ray_address,
-                                    ray_workers=ray_workers),
+                                    part_size=embed_part_size, part_mb=part_mb),
         clusters=ClustersConfig(KMeansConfig(k=k, iters=iters, seed=seed, sample_per_centroid=sample_per_centroid,
                                              capacity_eps=capacity_eps), prefix_tokens=prefix_tokens),
         shards=ShardsConfig(val_max_docs=val_max_docs, val_min_windows=val_min_windows),
     )
-    tables.print_cluster_summary(run_cluster(inputs, out, config, progress.RichProgress()), out)
+    engine_config = engine_options(engine, ray_address, ray_workers)
+    tables.print_cluster_summary(run_cluster(inputs, out, config, progress.RichProgress(), engine_config), out)
 
 
 @app.command()

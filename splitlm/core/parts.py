@@ -28,12 +28,13 @@ class PartWriter:
     """Writes `prefix-00000.parquet`, `prefix-00001.parquet`, ... under `folder`."""
 
     def __init__(self, folder: Path, prefix: str, schema: pa.Schema, rows_per_group: int = 4096,
-                 rows_per_part: int = 1_000_000):
+                 rows_per_part: int = 1_000_000, first_part: int = 0):
         self.folder, self.prefix, self.schema = folder, prefix, schema
         self.rows_per_group, self.rows_per_part = rows_per_group, rows_per_part
         self._buffer: list[dict] = []
         self._writer: pq.ParquetWriter | None = None
-        self._part, self._rows_in_part = 0, 0
+        self._first = first_part
+        self._part, self._rows_in_part = first_part, 0
         self.rows = 0
 
     def write(self, row: dict) -> None:
@@ -60,7 +61,7 @@ class PartWriter:
         if self._writer is not None:
             self._writer.close()
         elif self.rows == 0:  # an empty table still gets a file, so readers see the schema
-            pq.write_table(self.schema.empty_table(), self.folder / f"{self.prefix}-00000.parquet")
+            pq.write_table(self.schema.empty_table(), self.folder / f"{self.prefix}-{self._first:05d}.parquet")
 
 
 def part_files(folder: Path, prefix: str) -> list[Path]:

@@ -115,11 +115,14 @@ class Deduplicator:
         return mh
 
     def check(self, doc_id: str, text: str) -> tuple[str, str] | None:
-        key = exact_key(text)
+        return self.decide(doc_id, exact_key(text), lambda: self._minhash(text))
+
+    def decide(self, doc_id: str, key: bytes, minhash) -> tuple[str, str] | None:
+        """`check` given the exact key and a callable returning the MinHash (computed only when needed)."""
         if key in self._exact:
             return "exact", self._exact[key]
         if self._lsh is not None:
-            mh = self._minhash(text)
+            mh = minhash()
             best = self._confirm(mh, self._lsh.query(mh))
             if best is not None:
                 return "near", best

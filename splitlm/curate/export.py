@@ -3,7 +3,8 @@
 - `megatron`: per cluster and split, `<name>.bin` + `<name>.idx` in Megatron-LM's indexed-dataset
   layout (the `.idx` holds the 9-byte magic `MMIDIDX\\0\\0`, version 1, a dtype code, the sequence and
   document counts, then int32 sequence lengths, int64 byte pointers and int64 document boundaries).
-  Each window is one sequence and one document; the `.bin` is the shard's token array as is.
+  Each window is one sequence and one document; the `.bin` is the shard's token array as is (its
+  part files concatenated in order when it has several).
 - `parquet`: per cluster and split, `<name>.parquet` with `input_ids` (list<int32>), `window_id`,
   `domain`, `cluster`, readable by `datasets.load_dataset("parquet", data_files=...)`.
 """
@@ -41,7 +42,10 @@ def write_megatron(folder: Path, name: str, out: Path) -> None:
     if dtype == np.uint32 and len(arr) and int(arr.tokens.max()) >= 2**31:
         raise ConfigError(f"{folder}: token ids exceed int32, which Megatron cannot store")
     n, width = len(arr), arr.header.width
-    shutil.copyfile(folder / "tokens.bin", out / f"{name}.bin")
+    with open(out / f"{name}.bin", "wb") as dst:  # a parted array's files, concatenated in row order
+        for path in arr.paths:
+            with open(path, "rb") as src:
+                shutil.copyfileobj(src, dst, 1 << 22)
     lengths = np.full(n, width, dtype=np.int32)
     pointers = np.arange(n, dtype=np.int64) * width * dtype.itemsize
     documents = np.arange(n + 1, dtype=np.int64)

@@ -56,10 +56,14 @@ class IngestConfig:
     """Documents longer than this are quarantined as `too_large` (they would stall a worker)."""
     strict: bool = False
     """Turn the first bad row into an error naming file:line instead of quarantining it."""
+    part_mb: float = 256.0
+    """Input megabytes per file group, the unit of work of every stage up to windows (`--part-mb`)."""
 
     def __post_init__(self):
         if self.max_chars <= 0:
             raise ConfigError(f"--max-chars must be positive, got {self.max_chars}")
+        if self.part_mb <= 0:
+            raise ConfigError(f"--part-mb must be positive, got {self.part_mb}")
 
 
 @dataclass(frozen=True)
@@ -91,9 +95,14 @@ def get_field(record: Any, dotted: str) -> Any:
 class DocumentReader:
     """Iterates Documents over all inputs, collecting Rejected rows in `self.rejected` order."""
 
-    def __init__(self, inputs: list[Path | str], config: IngestConfig, run: Path | None = None):
-        sources = find_sources(inputs, run)
-        self.files, self.skipped = sources.files, sources.skipped
+    def __init__(self, inputs: list[Path | str], config: IngestConfig, run: Path | None = None,
+                 files: list[tuple[Path, Path]] | None = None):
+        """Over the corpus files under `inputs`, or exactly `files` ((file, input root) pairs) when given."""
+        if files is None:
+            sources = find_sources(inputs, run)
+            self.files, self.skipped = sources.files, sources.skipped
+        else:
+            self.files, self.skipped = [(Path(f), Path(r)) for f, r in files], Counter()
         self.config = config
         self._names = {path: str(path.relative_to(root)) for path, root in self.files}
         self._seen_ids: dict[str, str] = {}  # id -> the JSON type it first came as

@@ -11,6 +11,7 @@ changed option recomputes that stage onwards. `RUN/manifest.json` sums the run u
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -20,12 +21,14 @@ from splitlm.core.hashing import canonical, sha256_file, sha256_json
 from splitlm.core.parts import iter_batches, read_table
 from splitlm.core.paths import out_folder
 from splitlm.core.progress import Progress
-from splitlm.core.stage import library_versions
+from splitlm.core.stage import library_versions, work_dir
 from splitlm.curate import dedup, ingest, shards, windows
 from splitlm.curate.cards import build as cards
 from splitlm.curate.cards import markdown as card_markdown
 from splitlm.curate.cluster import stage as cluster_stage
 from splitlm.curate.embed import stage as embed_stage
+from splitlm.curate.engine import stages
+from splitlm.curate.engine.run import Engine, EngineConfig
 from splitlm.curate.stage import run_with_progress as _stage
 from splitlm.schemas.layout import RunLayout
 from splitlm.schemas.manifest import StageManifest
@@ -65,26 +68,51 @@ def document_batches(run: Path, batch_size: int = 512) -> Iterator[list[dict]]:
             yield docs
 
 
-def run_windows(inputs: list[Path | str], run: Path, config: WindowsRunConfig,
-                progress: Progress | None = None) -> RunSummary:
-    """ingest -> dedup -> windows into `run`; returns the run summary (also `run/manifest.json`)."""
+def run_windows(inputs: list[Path | str], run: Path, config: WindowsRunConfig, progress: Progress | None = None,
+                engine: EngineConfig | Engine | None = None) -> RunSummary:
+    """ingest -> dedup -> windows into `run`; returns the run summary (also `run/manifest.json`).
+
+    `engine` runs the per-group maps here (`local`, the default) or as Ray tasks; both write the same bytes.
+    """
     progress = progress or Progress()
     run = out_folder(run)
     reader = ingest.DocumentReader(inputs, config.ingest, run)  # validates the paths before any work
     run.mkdir(parents=True, exist_ok=True)
-    docs = _stage(run, "documents", config.ingest, input_fingerprint(reader),
-                  lambda out, adv: ingest.write_documents(reader, out, adv), progress,
-                  algorithm=ingest.ALGORITHM, versions=("pyarrow",))
-    kept = _stage(run, "dedup", config.dedup, docs.output_fingerprint,
-                  lambda out, adv: dedup.write_duplicates(run / "documents", out, config.dedup, adv), progress,
-                  algorithm=dedup.ALGORITHM, total=docs.counts["documents_accepted"], versions=("datasketch",))
-    tok = load_tokenizer(config.windows.tokenizer)  # fingerprint the tokenizer file, not just its name
-    wins = _stage(run, "windows", config.windows, sha256_json([kept.output_fingerprint, tok.sha256]),
-                  lambda out, adv: windows.write_windows(document_batches(run), out, config.windows, adv), progress,
-                  algorithm=windows.ALGORITHM, total=kept.counts["documents_kept"], versions=("tokenizers",))
+    with _engine(engine) as eng:
+        def scratch(stage: str, cfg, fingerprint: str) -> Path:
+            return work_dir(run, stage, sha256_json([canonical(cfg), fingerprint]))
+
+        fp = input_fingerprint(reader)
+        docs = _stage(run, "documents", config.ingest, fp,
+                      lambda out, adv: stages.build_documents(reader, config.ingest, out,
+                                                              scratch("documents", config.ingest, fp), eng, adv),
+                      progress, algorithm=ingest.ALGORITHM, versions=("pyarrow",))
+        fp = docs.output_fingerprint
+        kept = _stage(run, "dedup", config.dedup, fp,
+                      lambda out, adv: stages.build_dedup(run, config.dedup, out, scratch("dedup", config.dedup, fp),
+                                                          eng, adv),
+                      progress, algorithm=dedup.ALGORITHM, total=docs.counts["documents_accepted"],
+                      versions=("datasketch",))
+        tok = load_tokenizer(config.windows.tokenizer)  # fingerprint the tokenizer file, not just its name
+        fp = sha256_json([kept.output_fingerprint, tok.sha256])
+        wins = _stage(run, "windows", config.windows, fp,
+                      lambda out, adv: stages.build_windows(run, config.windows, out,
+                                                            scratch("windows", config.windows, fp), eng, adv),
+                      progress, algorithm=windows.ALGORITHM, total=kept.counts["documents_kept"],
+                      versions=("tokenizers",))
     summary = summarize(docs, kept, wins)
     summary.write(run)
     return summary
+
+
+@contextmanager
+def _engine(engine: EngineConfig | Engine | None) -> Iterator[Engine]:
+    """An entered engine: the caller's own (already entered), or one made from a config for this call."""
+    if isinstance(engine, Engine):
+        yield engine
+    else:
+        with Engine(engine) as made:
+            yield made
 
 
 def summarize(docs: StageManifest, kept: StageManifest, wins: StageManifest) -> RunSummary:
@@ -109,11 +137,17 @@ def _check_clusterable(summary: RunSummary, k: int, run: Path) -> None:
                           "windows: lower --k or add data")
 
 
-def run_cluster(inputs: list[Path | str], run: Path, config: ClusterRunConfig,
-                progress: Progress | None = None) -> RunSummary:
+def run_cluster(inputs: list[Path | str], run: Path, config: ClusterRunConfig, progress: Progress | None = None,
+                engine: EngineConfig | Engine | None = None) -> RunSummary:
     """windows -> embeddings -> clusters -> shards -> cards; returns the run summary."""
     progress = progress or Progress()
-    summary = run_windows(inputs, run, config.windows, progress)
+    with _engine(engine) as eng:
+        summary = run_windows(inputs, run, config.windows, progress, eng)
+        return _cluster_stages(run, config, summary, progress, eng)
+
+
+def _cluster_stages(run: Path, config: ClusterRunConfig, summary: RunSummary, progress: Progress,
+                    eng: Engine) -> RunSummary:
     k = config.clusters.kmeans.k
     _check_clusterable(summary, k, run)
     layout = RunLayout(run)
@@ -122,7 +156,8 @@ def run_cluster(inputs: list[Path | str], run: Path, config: ClusterRunConfig,
     emb_cfg = config.embeddings
     emb_key = sha256_json([canonical(emb_cfg), up["windows"].output_fingerprint])
     emb = _stage(run, "embeddings", emb_cfg, up["windows"].output_fingerprint,
-                 lambda out, adv: embed_stage.write_embeddings(run, out, emb_cfg, emb_key, adv), progress,
+                 lambda out, adv: embed_stage.write_embeddings(run, out, emb_cfg, emb_key, adv, engine=eng),
+                 progress,
                  algorithm=embed_stage.ALGORITHM, total=summary.windows,
                  versions=("torch", "sentence-transformers", "transformers"))
     clusters = _stage(run, "clusters", config.clusters, sha256_json([emb.output_fingerprint, corpus]),

@@ -3,7 +3,8 @@
 Each stage folder's manifest lists the sha256 of every file the stage wrote. Verification re-hashes
 them all (tokens, vectors, shards: the big files too), flags files no manifest lists, and checks
 the structure the hashes cannot: each token array's size against its header, the header's sha256
-against the bytes, and each `.npy` header against its file size. Every stage runs the structural
+against the bytes (every part of a parted array: its file against the part's sha256, the header's
+sha256 against the parts' digests), and each `.npy` (every vector part) against its file size. Every stage runs the structural
 check (`structure_problems`) on its own outputs before it writes its manifest.
 """
 
@@ -18,7 +19,7 @@ from splitlm.core.errors import SchemaError
 from splitlm.core.stage import MANIFEST, file_problems
 from splitlm.schemas.layout import STAGES, RunLayout
 from splitlm.schemas.manifest import StageManifest
-from splitlm.schemas.tokens import TokenArray
+from splitlm.schemas.tokens import TokenArray, parts_digest
 
 OPTIONAL = ("inspect",)  # stages a finished run may or may not have
 
@@ -40,9 +41,13 @@ def structure_problems(folder: Path, parts: dict[str, str]) -> list[str]:
         except (SchemaError, TypeError, ValueError) as err:
             problems.append(f"{header.parent / 'tokens.bin'}: {err}")
             continue
-        name = str((header.parent / "tokens.bin").relative_to(folder))
-        if name in parts and parts[name] != array.header.sha256:
-            problems.append(f"{header.parent / 'tokens.bin'}: sha256 differs from its tokens.json header")
+        files = array.header.files()
+        if array.header.parts is not None and array.header.sha256 != parts_digest([sha for _, _, sha in files]):
+            problems.append(f"{header}: sha256 is not the digest of its parts' sha256")
+        for file, _, sha in files:
+            name = str((header.parent / file).relative_to(folder))
+            if name in parts and parts[name] != sha:
+                problems.append(f"{header.parent / file}: sha256 differs from its tokens.json header")
     for npy in sorted(folder.rglob("*.npy")):
         try:
             np.load(npy, mmap_mode="r")

@@ -11,8 +11,14 @@ Validation is held out per document before packing: a seeded hash of the doc id 
 `val_fraction` of documents to a separate stream, so no validation window ever shares a document
 with a training window. Window ids follow emission order across both streams.
 
-Output: `tokens.bin` [windows, seq_len + 1] (uint16 for vocabularies up to 65,536, else uint32)
-with `tokens.json`, and `windows-*.parquet` (schema WINDOWS) with every window's provenance.
+Output: token rows [windows, seq_len + 1] (uint16 for vocabularies up to 65,536, else uint32) in
+`tokens-XXXXX.bin` parts of `part_mb` megabytes, or one `tokens.bin` when they fit in one part,
+described by `tokens.json` (`splitlm.schemas.tokens`), and `windows-*.parquet` (schema WINDOWS)
+with every window's provenance.
+
+Packing is per file group (`splitlm.curate.engine`): each group of input files is its own
+`concat` stream (train and val), so the final partial window of each group's streams is dropped,
+whichever engine runs it; window ids are then made global at the windows barrier, in group order.
 
 Memory per document is bounded. Short documents are tokenized in runs of up to ENCODE_CHARS
 (512k) characters; a document longer than CHUNK_CHARS (64k) is tokenized in chunks of about 64k
@@ -45,7 +51,7 @@ from splitlm.core.parts import PartWriter
 from splitlm.curate.chunking import CHUNK_CHARS, ENCODE_CHARS, encode_chunks
 from splitlm.curate.packing import CharSpans, EndSpans, Packer, Segment, window_row
 from splitlm.schemas.tables import WINDOWS
-from splitlm.schemas.tokens import token_dtype, write_header
+from splitlm.schemas.tokens import TokenWriter, finish, token_dtype
 from splitlm.tokenizer import LoadedTokenizer, load_tokenizer
 
 ALGORITHM = 1  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
@@ -64,8 +70,12 @@ class WindowsConfig:
     val_fraction: float = 0.02
     """Share of documents held out for validation, chosen by a seeded hash of the doc id."""
     seed: int = 0
+    part_mb: float = 256.0
+    """Megabytes of windows per `tokens-XXXXX.bin` part (`--part-mb`); one part is a plain tokens.bin."""
 
     def __post_init__(self):
+        if self.part_mb <= 0:
+            raise ConfigError(f"--part-mb must be positive, got {self.part_mb}")
         if self.seq_len < 1:
             raise ConfigError(f"--seq-len must be >= 1, got {self.seq_len}")
         if self.policy not in POLICIES:
@@ -130,38 +140,48 @@ def _pieces(doc: dict, enc, tok: LoadedTokenizer, eos: np.ndarray):
     yield eos, EndSpans(len(text))
 
 
+def rows_per_part(part_mb: float, width: int, dtype: np.dtype) -> int:
+    """Windows per token part: `part_mb` megabytes of rows (at least one)."""
+    return max(1, int(part_mb * 2**20) // (width * np.dtype(dtype).itemsize))
+
+
 def write_windows(batches: Iterator[list[dict]], out: Path, config: WindowsConfig, advance=lambda n: None) -> dict:
-    """The windows stage over batches of document rows (doc_id, text, domain, source)."""
+    """The windows stage over batches of document rows (doc_id, text, domain, source), in one stream."""
+    counts = pack_windows(batches, out, config, advance)
+    parts = counts.pop("parts")
+    finish(out, np.dtype(counts["dtype"]), config.seq_len + 1, parts)
+    return {**counts, "token_parts": max(1, len(parts))}
+
+
+def pack_windows(batches: Iterator[list[dict]], out: Path, config: WindowsConfig, advance=lambda n: None) -> dict:
+    """Windows numbered from 0 into `tokens-XXXXX.bin` parts and `windows-*.parquet` under `out`;
+    the counts, with the token parts (file, rows, sha256) under `parts`, unfinished (no header)."""
     tok = load_tokenizer(config.tokenizer)
     dtype, width = token_dtype(tok.vocab_size), config.seq_len + 1
     rows = PartWriter(out, "windows", WINDOWS, rows_per_group=1024)
-    digest, count = hashlib.sha256(), {"windows": 0, "val_windows": 0, "documents": 0, "tokens_in": 0}
-    with open(out / "tokens.bin", "wb") as bin_fh:
+    bins = TokenWriter(out, dtype, width, rows_per_part(config.part_mb, width, dtype))
+    count = {"windows": 0, "val_windows": 0, "documents": 0, "tokens_in": 0}
 
-        def emitter(split: str):
-            def emit(tokens_W: np.ndarray, segments: list[Segment]) -> None:
-                data = tokens_W.astype(dtype).tobytes()
-                bin_fh.write(data)
-                digest.update(data)
-                rows.write(window_row(count["windows"], split, segments))
-                count["windows"] += 1
-                count["val_windows"] += split == "val"
-            return emit
+    def emitter(split: str):
+        def emit(tokens_W: np.ndarray, segments: list[Segment]) -> None:
+            bins.write(tokens_W)
+            rows.write(window_row(count["windows"], split, segments))
+            count["windows"] += 1
+            count["val_windows"] += split == "val"
+        return emit
 
-        packers = {s: Packer(width, config.policy, emitter(s)) for s in ("train", "val")}
-        eos = np.array([tok.eos_id], dtype=np.int64)
-        for docs, future in _encoded_units(batches, tok):
-            for doc, enc in zip(docs, future.result() if future is not None else [None]):
-                split = "val" if is_val(doc["doc_id"], config.seed, config.val_fraction) else "train"
-                count["tokens_in"] += packers[split].add(doc, doc["domain"], _pieces(doc, enc, tok, eos))
-                count["documents"] += 1
-            advance(len(docs))
-        for packer in packers.values():
-            packer.finish()
+    packers = {s: Packer(width, config.policy, emitter(s)) for s in ("train", "val")}
+    eos = np.array([tok.eos_id], dtype=np.int64)
+    for docs, future in _encoded_units(batches, tok):
+        for doc, enc in zip(docs, future.result() if future is not None else [None]):
+            split = "val" if is_val(doc["doc_id"], config.seed, config.val_fraction) else "train"
+            count["tokens_in"] += packers[split].add(doc, doc["domain"], _pieces(doc, enc, tok, eos))
+            count["documents"] += 1
+        advance(len(docs))
+    for packer in packers.values():
+        packer.finish()
     rows.close()
-    write_header(out, dtype, count["windows"], width, digest.hexdigest())
     dropped_docs = sum(p.documents_dropped for p in packers.values())
-    dropped_tokens = sum(p.tokens_dropped for p in packers.values())
     return {
         "documents_in": count["documents"],
         "documents_windowed": count["documents"] - dropped_docs,
@@ -170,10 +190,11 @@ def write_windows(batches: Iterator[list[dict]], out: Path, config: WindowsConfi
         "windows_val": count["val_windows"],
         "tokens_in": count["tokens_in"],
         "tokens": count["windows"] * width,
-        "tokens_dropped": dropped_tokens,
+        "tokens_dropped": sum(p.tokens_dropped for p in packers.values()),
         "seq_len": config.seq_len,
         "dtype": np.dtype(dtype).name,
         "vocab_size": tok.vocab_size,
         "eos_id": tok.eos_id,
         "tokenizer_sha256": tok.sha256,
+        "parts": bins.close(),
     }

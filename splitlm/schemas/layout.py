@@ -6,11 +6,30 @@ as the largest id of the run needs (`cluster-007` from K = 101 on).
 RUN/                         (`curate cluster --out RUN`)
   manifest.json              the run summary (`RunSummary`): every document and token accounted for
   documents/ dedup/ windows/ embeddings/ clusters/ shards/ cards/   one folder per stage, each
-                             complete when its manifest.json exists (`StageManifest`)
+                             complete when its manifest.json exists (`StageManifest`, whose `parts`
+                             lists every file of the stage with its sha256)
+  documents/part-NNNNN.parquet, quarantine-NNNNN.parquet   numbered over the file groups in order;
+                             `counts["groups"]` gives each group's [first, last) documents part
+  dedup/duplicates-GGGGG.parquet   one per file group: the group's documents found duplicate
+  windows/tokens.json + tokens.bin, or + tokens-00000.bin, tokens-00001.bin, ... (`--part-mb` each;
+                             the header lists every part's rows and sha256, `splitlm.schemas.tokens`)
+  windows/windows-NNNNN.parquet    provenance, row i = window i (global ids, in group order)
+  embeddings/vectors.npy, or vectors-00000.npy, vectors-00001.npy, ... (`--part-mb` each, listed
+                             under `counts["vector_parts"]`); `load_vectors` reads either as one array
   clusters/router.json + router.safetensors    the router (`RouterSpec` + centroids_KD, biases_K)
-  shards/cluster-XX/{train,val}/   tokens.bin + tokens.json + index.parquet
+  shards/cluster-XX/{train,val}/   tokens.bin + tokens.json + index.parquet (a parted token array
+                             reads the same way: `TokenArray` and the train side's Datasets take both)
   inspect/                   `curate inspect`      export/<format>/   `curate export`
-  .work/<stage>/<key>/       resumable scratch parts, removed when the stage completes
+  .work/<stage>/<key>/       resumable scratch, removed when the stage completes: `group-GGGGG/`
+                             (one per file group: its parts, then `done.json`) for documents, dedup and
+                             windows; `part-NNNNN.npy` (every `--embed-part-size` windows) for embeddings
+
+A file group is a run of consecutive input files of about `--part-mb` MB (`splitlm.curate.engine`):
+the unit of work of ingest, MinHash signatures and windowing, local or one Ray task each. A rerun
+redoes only the groups and embedding parts with no finished result under the current key (config +
+input); the barriers (duplicate ids, LSH band grouping, global window ids) then rebuild the stage
+folder from them. Every `part-mb` default is 256 MB; a stage that fits in one part keeps the
+one-file names (`tokens.bin`, `vectors.npy`).
 TRAIN/                       (`train split --out TRAIN`)
   split.json                 the split config; pretrain/ and branches/split-<tokens>/cluster-XX/ job folders
   losses.csv + losses.parquet (`LOSSES`)          routed/   `train eval`

@@ -7,6 +7,8 @@ count splitlm reports is a count of these predicted tokens: one step = batch x s
 The mixture is every cluster's train shard, concatenated. A training stream is a fixed length
 (steps x batch) walk over epochs of that pool; each epoch is a fresh permutation drawn from
 (seed, epoch), so the order depends only on the seed and a resumed run sees the same examples.
+A shard may be one `tokens.bin` or several `tokens-XXXXX.bin` parts behind one `tokens.json`
+(`splitlm.schemas.tokens`); `TokenArray` reads either as one array, so each shard is one source here.
 Rows are read from the memmap on demand: no copy of a shard is ever held in memory; the only
 per-window state is the current epoch's permutation (4 bytes a window: 0.5 GB for DCLM-scale 1.2e8).
 """
@@ -46,7 +48,7 @@ def open_shard(run: Path, cluster: int, split: str, info: RunSummary) -> TokenAr
         array = TokenArray(folder)
     except SchemaError as err:
         raise SchemaError(f"{err}; {REDO}") from err
-    width, bin_path = array.header.width, folder / "tokens.bin"
+    width, bin_path = array.header.width, array.paths[0] if len(array.paths) == 1 else folder / "tokens.json"
     if width != info.seq_len + 1:
         raise SchemaError(f"{bin_path}: windows of {width} tokens, the run manifest says {info.seq_len + 1}; {REDO}")
     if np.dtype(array.header.dtype) != token_dtype(info.vocab_size):

@@ -1,73 +1,79 @@
-"""Scale-out of the embedding stage with Ray: one MiniLM embedder per actor, one task per part.
+"""Scale-out of the embedding stage with Ray Data: `map_batches` over an actor pool, one MiniLM each.
 
-The driver decodes each part's windows to text and hands it to a free actor, keeping at most one
-part in flight per actor, so memory stays bounded; finished parts come back to the driver, which
-saves them exactly as the local engine does (so resume works across engines). Actors need no
-shared filesystem: they receive texts and return vectors. On a GPU cluster each actor takes one GPU.
+The driver plans the parts still missing (index, first and last window, the scratch file to
+write) and hands them to Ray Data as a dataset of rows; `map_batches` runs them one part per call
+on a pool of `EmbedParts` actors. Each actor loads MiniLM once (one GPU per actor when the
+cluster has GPUs, else one CPU and one torch thread), reads its part's windows from the run folder
+through the memory-mapped token parts, decodes and embeds them, and saves the part atomically to
+the scratch folder exactly as the local engine does (so resume works across engines). The rows
+that come back carry only the part index, the actor's pid and the embedder spec. The run folder
+must be on a filesystem every Ray node sees.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Callable
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
-from splitlm.core.errors import ConfigError
+from splitlm.core.atomic import atomic_path
 from splitlm.curate.embed.model import EmbedConfig, Embedder
+from splitlm.curate.engine.run import import_ray
+from splitlm.schemas.tokens import TokenArray
+from splitlm.tokenizer import load_tokenizer
 
 
-def _actor_class():
-    import ray
-
-    class EmbedActor:
-        def __init__(self, config: EmbedConfig, threads: int):
-            import torch
-
-            torch.set_num_threads(max(threads, 1))
-            self.embedder = Embedder(config)
-
-        def spec(self) -> dict:
-            return self.embedder.spec()
-
-        def encode(self, texts: list[str]) -> np.ndarray:
-            return self.embedder.encode(texts)
-
-    return ray.remote(EmbedActor)
+def save_part(path: Path, vectors: np.ndarray) -> None:
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, vectors)
 
 
-def embed_parts(todo: list[tuple[int, int, int]], texts: Callable[[int, int], list[str]],
-                save: Callable[[int, np.ndarray], None], config: EmbedConfig, address: str | None,
-                workers: int) -> dict:
-    """Embed parts (index, lo, hi) on Ray actors; returns the embedder spec."""
-    try:
-        import ray
-    except ImportError as err:
-        raise ConfigError("--engine ray needs Ray: pip install 'splitlm[ray]'") from err
-    started = not ray.is_initialized()
-    if started:
-        env = {"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}}
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env=env,
-                 num_cpus=None if address else os.cpu_count())
-    try:
-        resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0))
-        n = workers or gpus or int(resources.get("CPU", 1))
-        per_actor = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 1}
-        actors = [_actor_class().options(**per_actor).remote(config, 1) for _ in range(n)]
-        spec = ray.get(actors[0].spec.remote())
-        free, inflight, pending = list(actors), {}, iter(todo)
-        while True:
-            while free and (item := next(pending, None)) is not None:
-                index, lo, hi = item
-                actor = free.pop()
-                inflight[actor.encode.remote(texts(lo, hi))] = (index, actor)
-            if not inflight:
-                return spec
-            (done,), _ = ray.wait(list(inflight), num_returns=1)
-            index, actor = inflight.pop(done)
-            save(index, ray.get(done))
-            free.append(actor)
-    finally:
-        if started:
-            ray.shutdown()
+class EmbedParts:
+    """A Ray Data callable class: embeds whole parts given as rows (index, lo, hi, path)."""
+
+    def __init__(self, config: EmbedConfig, windows: str, tokenizer: str, threads: int):
+        import torch
+
+        torch.set_num_threads(max(threads, 1))
+        self.embedder = Embedder(config)
+        self.windows = TokenArray(windows)
+        self.tok = load_tokenizer(tokenizer)
+        self.spec = json.dumps(self.embedder.spec(), sort_keys=True)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for lo, hi, path in zip(batch["lo"], batch["hi"], batch["path"]):
+            texts = self.tok.decode_batch(self.windows.tokens[int(lo):int(hi)])
+            save_part(Path(str(path)), self.embedder.encode(texts))
+        n = len(batch["index"])
+        return {"index": batch["index"], "pid": np.full(n, os.getpid()), "spec": np.array([self.spec] * n)}
+
+
+def embed_parts(todo: list[tuple[int, int, int]], paths: list[Path], windows: Path, tokenizer: str,
+                config: EmbedConfig, workers: int, done: Callable[[int], None]) -> tuple[dict | None, list[int]]:
+    """Embed parts (index, lo, hi) into `paths[index]` on a Ray Data actor pool; (spec, worker pids)."""
+    if not todo:
+        return None, []
+    ray = import_ray()
+    import ray.data  # noqa: F811  (the submodule, loaded on demand)
+
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    n = min(workers or gpus or int(resources.get("CPU", 1)), len(todo))
+    rows = [{"index": i, "lo": lo, "hi": hi, "path": str(paths[i])} for i, lo, hi in todo]
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.execution_options.preserve_order = False
+    per_actor = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+    pool = ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=1)  # a part each: all actors work
+    results = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+        EmbedParts, batch_size=1, compute=pool, fn_constructor_args=(config, str(windows), tokenizer, 1),
+        **per_actor)
+    spec, pids = None, []
+    for row in results.iter_rows():
+        spec = spec or json.loads(row["spec"])
+        pids.append(int(row["pid"]))
+        done(int(row["index"]))
+    return spec, pids

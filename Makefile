@@ -38,7 +38,7 @@ demo-inspect: demo-curate
 # 32-token prefix routes to, against the pretraining-only model.
 demo-train: demo-inspect
 	$(BIN)/train split $(DEMO) --out $(DEMO)/train --size tiny --total-tokens 120k --split-at 40k \
-		--batch-size 2 --eval-every 40k --eval-windows 8 --parallel 2
+		--batch-size 2 --eval-every 40k --eval-windows 8
 	$(BIN)/train eval $(DEMO)/train --run $(DEMO)
 
 demo: demo-train

@@ -4,15 +4,18 @@ Rule (training assignment and router alike): label(x) = argmin_c ||x - c||^2 + b
 Plain k-means on embeddings is badly unbalanced (5-90x max/min measured here); the biases b_c are
 dual prices that make crowded clusters dearer until each holds ~N/K points.
 
-Fit, on a seeded sample of k * sample_per_centroid rows, for `iters` iterations:
-  scores S = x c^T (one GEMM) -> a few warm-started price steps on S (`prices.py`: Newton on the dual
-  plus exact shifts; O(n K) passes, no per-cluster sorts) -> labels -> centroids = normalised means.
+Fit (`fitting.py`), on a seeded sample of k * sample_per_centroid rows (only those rows are read: x may
+be a memmap or any array-like of rows), for at most `iters` iterations:
+  scores S = x c^T (one numpy/BLAS GEMM: 2-3x faster than faiss' k=1 search on this AVX2 CPU) -> prices
+  moved with their centroids -> a few warm-started price steps on S (`prices.py`: Newton on the dual
+  plus exact group shifts; O(n K) passes) -> labels -> centroids = normalised means; it stops once
+  fewer than settled_fraction of the rows changed cluster (objective flat: measured).
 Then the prices are solved for the final centroids on the calibration rows: all rows when N <= k *
 calibrate_per_centroid (and N K scores fit in CALIBRATE_MAX_SCORES), else a seeded sample of that
 many. A sample of m rows per cluster leaves each cluster's size over the whole corpus ~1/sqrt(m) off
 the sample's (4096 rows: ~1.6%, too much for max/min <= 1.05 at K=256), hence all rows when possible.
-`fit_and_assign` (the clusters stage) labels every row from the calibration's own scores when the
-calibration used all rows: no second pass. `assign` streams any number of rows through the rule in
+`fit_and_assign` labels every row from the calibration's own scores when the calibration used all
+rows: no second pass (the clusters stage may use it instead of fit + `assign`). `assign` streams any number of rows through the rule in
 chunks: faiss on a visible GPU; on CPU one BLAS GEMM per chunk and two argmax passes (faiss' own k=2
 search measured ~7x slower here). Near-ties are re-scored exactly (`scoring.py`), so labels do not
 depend on batching. `assign_with_capacity` enforces a hard cap ceil((1+eps) N/K) (`capacity.py`).

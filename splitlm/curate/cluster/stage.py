@@ -53,7 +53,7 @@ class ClustersConfig:
     prefix_tokens: int = 32
     """Tokens of a document's prefix the router embeds by default (paper App. D: 32)."""
     part_rows: int = 8 * 1024 * 1024
-    """Assignment rows per Parquet part (~64 MB); a multiple of the row group size is rounded up to."""
+    """Assignment rows per Parquet part (~64 MB), rounded up to a multiple of GROUP_ROWS."""
     compare_plain: bool = True
     """Run plain faiss k-means on the fit sample for the manifest's comparison."""
 
@@ -124,7 +124,8 @@ def write_clusters(run: Path, out: Path, config: ClustersConfig, corpus_fingerpr
     sizes_K = np.zeros(cfg.k, dtype=np.int64)
     sample_labels, sample_dist, sample_rows = [], [], []
     if cfg.capacity_eps is not None:  # the cap ranks all rows at once: keeps labels, distances, regrets
-        labels_N, dist_N = assign_with_capacity(SlicedRows(x_ND), model.centroids_KD, model.biases_K, cfg.capacity_eps, cfg.chunk)
+        labels_N, dist_N = assign_with_capacity(SlicedRows(x_ND), model.centroids_KD, model.biases_K,
+                                                cfg.capacity_eps, cfg.chunk)
         for lo in range(0, n, GROUP_ROWS):
             writer.write(labels_N[lo : lo + GROUP_ROWS], dist_N[lo : lo + GROUP_ROWS])
         sizes_K += np.bincount(labels_N, minlength=cfg.k)

@@ -74,6 +74,7 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.mark.slow  # the real MiniLM, twice, and a real Ray cluster: ~100 s on 2 shared cores
 def test_ray_engine_writes_the_bytes_of_the_local_engine(tmp_path, ray_cluster):
     inputs = _corpus(tmp_path)
     runs = {kind: tmp_path / kind for kind in ("local", "ray")}

@@ -7,7 +7,8 @@ cluster has GPUs, else one CPU and one torch thread), reads its part's windows f
 through the memory-mapped token parts, decodes and embeds them, and saves the part atomically to
 the scratch folder exactly as the local engine does (so resume works across engines). The rows
 that come back carry only the part index, the actor's pid and the embedder spec. The run folder
-must be on a filesystem every Ray node sees.
+must be on a filesystem every Ray node sees. The pool starts whole (every actor loaded) before the
+first part is handed out, so parts spread over all actors; each actor holds one part at a time.
 """
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from splitlm.core.atomic import atomic_path
+from splitlm.core.errors import ConfigError
 from splitlm.curate.embed.model import EmbedConfig, Embedder
 from splitlm.curate.engine.run import import_ray
 from splitlm.schemas.tokens import TokenArray
 from splitlm.tokenizer import load_tokenizer
+
+START_SECONDS = 600
+"""How long the actor pool may take to start (Ray places the actors, each loads MiniLM)."""
 
 
 def save_part(path: Path, vectors: np.ndarray) -> None:
@@ -66,14 +71,19 @@ def embed_parts(todo: list[tuple[int, int, int]], paths: list[Path], windows: Pa
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.execution_options.preserve_order = False
+    ctx.wait_for_min_actors_s = START_SECONDS  # every actor loads MiniLM before parts go out: they spread
     per_actor = {"num_gpus": 1} if gpus else {"num_cpus": 1}
     pool = ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=1)  # a part each: all actors work
     results = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
         EmbedParts, batch_size=1, compute=pool, fn_constructor_args=(config, str(windows), tokenizer, 1),
         **per_actor)
     spec, pids = None, []
-    for row in results.iter_rows():
-        spec = spec or json.loads(row["spec"])
-        pids.append(int(row["pid"]))
-        done(int(row["index"]))
+    try:
+        for row in results.iter_rows():
+            spec = spec or json.loads(row["spec"])
+            pids.append(int(row["pid"]))
+            done(int(row["index"]))
+    except ray.exceptions.GetTimeoutError as err:
+        raise ConfigError(f"--engine ray: the cluster did not start {n} embedder actors ({per_actor} each) in "
+                          f"{START_SECONDS} s; lower --ray-workers or free resources") from err
     return spec, pids

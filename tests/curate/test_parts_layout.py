@@ -134,3 +134,36 @@ def test_a_rerun_redoes_only_the_groups_that_did_not_finish(files, tmp_path, mon
     fresh = run_windows(files, tmp_path / "fresh", _config())
     again = StageManifest.read(tmp_path / "run" / "windows").parts
     assert again == StageManifest.read(tmp_path / "fresh" / "windows").parts and fresh.windows > 0
+
+
+def _variant(words: list[str], rng, changes: int) -> list[str]:
+    out = list(words)
+    for i in rng.choice(len(out), size=changes, replace=False):
+        out[i] = f"changed{rng.integers(1_000_000)}"
+    return out
+
+
+def test_grouped_dedup_finds_exactly_what_one_pass_finds(tmp_path):
+    from splitlm.curate.dedup import DedupConfig, write_duplicates
+
+    rng = np.random.default_rng(7)
+    vocab = [f"w{i}" for i in range(400)]
+    texts = []
+    for _ in range(6):
+        base = list(rng.choice(vocab, size=200))
+        near = _variant(base, rng, 3)
+        texts += [base, near, _variant(near, rng, 3), list(base), list(rng.choice(vocab, size=200))]
+    order = rng.permutation(len(texts))
+    files = []
+    for f in range(3):
+        path = tmp_path / f"in-{f}.jsonl"
+        path.write_text("".join(json.dumps({"id": f"d{i}", "text": " ".join(texts[i])}) + "\n"
+                                for i in order[f * 10:(f + 1) * 10]))
+        files.append(path)
+    run_windows(files, tmp_path / "run", _config(part_mb=0.001))
+    assert len(StageManifest.read(tmp_path / "run" / "dedup").counts["tasks"]) == 3
+    grouped = pq.read_table(sorted((tmp_path / "run" / "dedup").glob("duplicates-*.parquet"))).to_pylist()
+    (tmp_path / "one").mkdir()
+    write_duplicates(tmp_path / "run" / "documents", tmp_path / "one", DedupConfig())
+    one_pass = pq.read_table(tmp_path / "one" / "duplicates-00000.parquet").to_pylist()
+    assert grouped == one_pass and {r["kind"] for r in grouped} == {"exact", "near"}

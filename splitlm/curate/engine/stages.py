@@ -4,8 +4,9 @@ Each `build_*` is what `splitlm.curate.pipeline` runs inside the stage runner: i
 (the documents stage, from the input file sizes and `--part-mb`; the later stages read that plan
 from the documents manifest, `counts["groups"]`), maps the group task over the groups that have no
 finished result in the scratch folder, runs the barrier into the stage's partial folder, and
-removes the scratch folder. The driver only plans and merges; the tasks read and write the run
-folder themselves.
+removes the scratch folder. The driver only plans and merges (links parts, renumbers window ids);
+the tasks, and the dedup barrier (the LSH replay, one task), read and write the run folder
+themselves.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def build_dedup(run: Path, config: DedupConfig, out: Path, scratch: Path, engine
         return no_duplicates(len(groups), out, accepted)
     folders = [group_dir(scratch, g) for g in range(len(groups))]
     results = engine.map(sign_group, [(groups[g], config, folders[g]) for g in range(len(groups))])
-    counts = {**pick_duplicates(folders, config, out, advance), "tasks": _tasks(results)}
+    # the barrier is one task too (under Ray, on a worker: the driver only plans and merges)
+    [counts] = engine.map(pick_duplicates, [(folders, config, out)], lambda _, r: advance(r["documents_in"]))
+    counts["tasks"] = _tasks(results)
     remove_scratch(scratch)
     return counts
 

@@ -20,10 +20,21 @@ import numpy as np
 _PAGE = mmap.PAGESIZE
 
 
+def _mapping(view):
+    """(np.memmap owning `view`'s memory, its mmap) by the view's base chain; (None, None) if none."""
+    obj = view
+    while obj is not None:
+        if getattr(obj, "_mmap", None) is not None:
+            return obj, obj._mmap
+        obj = getattr(obj, "base", None)
+    return None, None
+
+
 def release(view) -> None:
-    """Drop the pages of `view` (a slice of a read-only np.memmap) from this process's resident set."""
-    mm = getattr(view, "_mmap", None)
-    if mm is None or getattr(view, "mode", None) != "r" or not hasattr(mm, "madvise") or view.nbytes == 0:
+    """Drop the pages of `view` (a slice of a read-only np.memmap, or an ndarray view of one, as a
+    `PartedRows` slice within one part is) from this process's resident set."""
+    owner, mm = _mapping(view)
+    if mm is None or getattr(owner, "mode", None) != "r" or not hasattr(mm, "madvise") or view.nbytes == 0:
         return
     try:
         base = np.frombuffer(mm, dtype=np.uint8).__array_interface__["data"][0]

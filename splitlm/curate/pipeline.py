@@ -3,6 +3,18 @@
     documents (ingest) -> dedup -> windows            `curate windows`
       -> embeddings -> clusters -> shards -> cards     `curate cluster`
 
+Each stage is per-part maps (run anywhere, in any order, retried one at a time; `--engine ray`
+runs them as Ray tasks or actors) and named barriers (need the whole corpus; cheap and streaming):
+
+    stage        map (per part)                          barrier
+    documents    ingest one file group                   duplicate ids across groups
+    dedup        MinHash signatures of one file group    LSH band grouping, in document order
+    windows      tokenise + pack one file group          global window ids (groups in order)
+    embeddings   MiniLM over one part of windows         -
+    clusters     assign one chunk, written in parts      the k-means fit on a sample
+    shards       stream token rows to cluster files      validation cap and floor per cluster
+    cards        statistics read part by part            -
+
 Each stage is skipped when its folder's manifest matches its config, algorithm version and input
 fingerprint (`splitlm.curate.stage`), so a rerun with nothing changed costs seconds, and a
 changed option recomputes that stage onwards. `RUN/manifest.json` sums the run up

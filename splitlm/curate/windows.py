@@ -54,7 +54,8 @@ from splitlm.schemas.tables import WINDOWS
 from splitlm.schemas.tokens import TokenWriter, finish, token_dtype
 from splitlm.tokenizer import LoadedTokenizer, load_tokenizer
 
-ALGORITHM = 1  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
+# 2: `concat` packs per file group (each group drops its own final partial window)
+ALGORITHM = 2  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
 
 POLICIES = ("concat", "drop")
 

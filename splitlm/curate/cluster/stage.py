@@ -42,7 +42,7 @@ from splitlm.schemas.router import EmbedderSpec, RouterSpec
 from splitlm.schemas.tables import ASSIGNMENTS
 
 ALGORITHM = 2  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
-# 2: assignments in parts; objective summed per row group; plain faiss on the fit sample
+# 2: balanced k-means with Newton prices and group shifts; assignments in parts; plain faiss on the fit sample
 
 GROUP_ROWS = 65536  # assignment rows per Parquet row group (fixed: output bytes never depend on `chunk`)
 

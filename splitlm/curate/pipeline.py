@@ -11,7 +11,7 @@ runs them as Ray tasks or actors) and named barriers (need the whole corpus; che
     dedup        MinHash signatures of one file group    LSH band grouping, in document order
     windows      tokenise + pack one file group          global window ids (groups in order)
     embeddings   MiniLM over one part of windows         -
-    clusters     assign one chunk, written in parts      the k-means fit on a sample
+    clusters     assign one part of rows (its own file)  the k-means fit on a sample; the cap, if set
     shards       stream token rows to cluster files      validation cap and floor per cluster
     cards        statistics read part by part            -
 
@@ -23,10 +23,10 @@ changed option recomputes that stage onwards. `RUN/manifest.json` sums the run u
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from splitlm.core.errors import ConfigError
 from splitlm.core.hashing import canonical, sha256_file, sha256_json
@@ -173,7 +173,8 @@ def _cluster_stages(run: Path, config: ClusterRunConfig, summary: RunSummary, pr
                  algorithm=embed_stage.ALGORITHM, total=summary.windows,
                  versions=("torch", "sentence-transformers", "transformers"))
     clusters = _stage(run, "clusters", config.clusters, sha256_json([emb.output_fingerprint, corpus]),
-                      lambda out, adv: cluster_stage.write_clusters(run, out, config.clusters, corpus, adv), progress,
+                      lambda out, adv: cluster_stage.write_clusters(run, out, config.clusters, corpus, adv, eng),
+                      progress,
                       algorithm=cluster_stage.ALGORITHM, total=summary.windows, versions=("faiss-cpu",))
     shard = _stage(run, "shards", config.shards,
                    sha256_json([clusters.output_fingerprint, up["windows"].output_fingerprint]),

@@ -3,8 +3,9 @@
 One small run each (a slice of the demo corpus cut into three input files, with an exact
 duplicate, a near duplicate and a repeated id across files, so each barrier has work): every stage
 folder's files (documents, dedup, windows parts, embeddings parts, router, assignments, shards,
-cards) must have the same sha256 under both engines, and the Ray run's group tasks and embedder
-actors must have run in at least two worker processes other than the test's own.
+cards) must have the same sha256 under both engines, and the Ray run's group tasks, embedder
+actors and assignment parts (row groups shrunk to 16 windows, so there are several parts) must
+have run in at least two worker processes other than the test's own.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 
 from splitlm.assets import demo_corpus_path
 from splitlm.curate.cards.build import CardsConfig
+from splitlm.curate.cluster import stage as cluster_stage
 from splitlm.curate.cluster.kmeans import KMeansConfig
 from splitlm.curate.cluster.stage import ClustersConfig
 from splitlm.curate.embed.model import EmbedConfig
@@ -31,6 +33,7 @@ from splitlm.schemas.layout import STAGES
 from splitlm.schemas.manifest import StageManifest
 
 PART_MB = 0.004  # ~4 kB: one file group per input file, several token and vector parts
+ASSIGN_GROUP_ROWS = 16  # assignment row groups (and so parts, with part_rows=1) of 16 windows: several parts
 
 
 def _corpus(folder: Path) -> list[Path]:
@@ -59,7 +62,7 @@ def _config() -> ClusterRunConfig:
         windows=WindowsRunConfig(ingest=IngestConfig(part_mb=PART_MB),
                                  windows=WindowsConfig(seq_len=63, val_fraction=0.1, part_mb=PART_MB)),
         embeddings=EmbeddingsConfig(embed=EmbedConfig(max_pieces=16), part_size=16, part_mb=PART_MB),
-        clusters=ClustersConfig(kmeans=KMeansConfig(k=2, iters=5)),
+        clusters=ClustersConfig(kmeans=KMeansConfig(k=2, iters=5), part_rows=1),
         shards=ShardsConfig(val_min_windows=1),
         cards=CardsConfig(routing_sample=2, terms_sample=8),
     )
@@ -75,7 +78,8 @@ def ray_cluster():
 
 
 @pytest.mark.slow  # the real MiniLM, twice, and a real Ray cluster: ~100 s on 2 shared cores
-def test_ray_engine_writes_the_bytes_of_the_local_engine(tmp_path, ray_cluster):
+def test_ray_engine_writes_the_bytes_of_the_local_engine(tmp_path, ray_cluster, monkeypatch):
+    monkeypatch.setattr(cluster_stage, "GROUP_ROWS", ASSIGN_GROUP_ROWS)  # read by the driver, passed to tasks
     inputs = _corpus(tmp_path)
     runs = {kind: tmp_path / kind for kind in ("local", "ray")}
     for kind, run in runs.items():
@@ -97,3 +101,9 @@ def test_ray_engine_writes_the_bytes_of_the_local_engine(tmp_path, ray_cluster):
     actor_pids = set(manifests["ray"]["embeddings"].counts["workers"])
     assert os.getpid() not in task_pids | actor_pids
     assert len(task_pids) >= 2 and len(actor_pids) >= 2, (task_pids, actor_pids)
+    clusters = {kind: manifests[kind]["clusters"].counts for kind in runs}
+    assert clusters["local"]["assignment_parts"] > 2
+    assert [t["part"] for t in clusters["ray"]["tasks"]] == list(range(clusters["local"]["assignment_parts"]))
+    assign_pids = {t["pid"] for t in clusters["ray"]["tasks"]}
+    assert {t["pid"] for t in clusters["local"]["tasks"]} == {os.getpid()}
+    assert os.getpid() not in assign_pids and len(assign_pids) >= 2, assign_pids

@@ -1,13 +1,17 @@
-"""The clusters stage: fit balanced k-means on a sample of the window embeddings, assign every window
-chunk by chunk, save the router.
+"""The clusters stage: fit balanced k-means on a sample of the window embeddings (a barrier, in the
+driver), assign every window part by part (a map under the engine), save the router.
 
 Writes `RUN/clusters/assignments-XXXXX.parquet` (ASSIGNMENTS, in window-id order, row groups of
 `GROUP_ROWS`, a new part every `part_rows` rows), `router.safetensors` + `router.json`.
-Memory: the fit reads its samples (`fit_balanced_kmeans`); the assignment reads `chunk` rows of
-vectors at a time and writes their labels as it goes, so beyond the fit the stage holds one chunk
-and O(K) counts, whatever N is (`assign_with_capacity`, which ranks every row's regret, keeps
-labels, distances and regrets: 12 bytes per window). Labels do not depend on the chunk size
-(`splitlm.curate.cluster.kmeans` re-scores near-ties exactly).
+Each part is one engine task (`splitlm.curate.cluster.assign_parts.assign_part`: under
+`--engine ray` a Ray task reading its row range of the memory-mapped vectors and writing its own
+part file); the driver plans the parts and adds their sizes and per-row-group distance sums in
+order, so every engine writes the same bytes and counts. `--capacity-eps` ranks every row's regret
+at once, so the capped rule stays one pass in the driver (`assign_with_capacity` keeps labels,
+distances and regrets: 12 bytes per window).
+Memory: the fit reads its samples (`fit_balanced_kmeans`); a part task reads `chunk` rows of
+vectors at a time and holds one row group of labels, whatever N is. Labels do not depend on the
+chunk size (`splitlm.curate.cluster.kmeans` re-scores near-ties exactly).
 Plain `faiss.Kmeans` (same iterations) runs on the fit sample only, the same seeded
 `k * sample_per_centroid` rows our labels are measured on, so the manifest's `plain_faiss` block
 (`"on": "fit sample"`) compares balance and objective on that sample, and fit times.
@@ -15,7 +19,6 @@ Plain `faiss.Kmeans` (same iterations) runs on the fit sample only, the same see
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,17 +29,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from splitlm.core.errors import ConfigError
+from splitlm.curate.cluster.assign_parts import assign_part, part_size, plan_parts
 from splitlm.curate.cluster.faiss_ops import plain_faiss_kmeans
 from splitlm.curate.cluster.kmeans import (
     KMeansConfig,
-    assign,
     assign_with_capacity,
     balance_stats,
     fit_balanced_kmeans,
 )
 from splitlm.curate.cluster.router import Router
 from splitlm.curate.embed.stage import load_vectors
-from splitlm.curate.rows import SlicedRows, row_chunks, take_rows
+from splitlm.curate.engine.run import Engine
+from splitlm.curate.rows import SlicedRows, take_rows
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.router import EmbedderSpec, RouterSpec
 from splitlm.schemas.tables import ASSIGNMENTS
@@ -68,7 +72,7 @@ class AssignmentWriter:
     """ASSIGNMENTS rows in window-id order: fixed row groups, a new part file every `part_rows` rows."""
 
     def __init__(self, out: Path, part_rows: int):
-        self.out, self.part_rows = out, max(GROUP_ROWS, math.ceil(part_rows / GROUP_ROWS) * GROUP_ROWS)
+        self.out, self.part_rows = out, part_size(part_rows, GROUP_ROWS)
         self.labels: list[np.ndarray] = []
         self.dist: list[np.ndarray] = []
         self.buffered = 0
@@ -110,7 +114,7 @@ class AssignmentWriter:
 
 
 def write_clusters(run: Path, out: Path, config: ClustersConfig, corpus_fingerprint: str,
-                   advance=lambda n: None) -> dict[str, Any]:
+                   advance=lambda n: None, engine: Engine | None = None) -> dict[str, Any]:
     x_ND = load_vectors(run)
     cfg = config.kmeans
     n = len(x_ND)
@@ -120,56 +124,59 @@ def write_clusters(run: Path, out: Path, config: ClustersConfig, corpus_fingerpr
     model = fit_balanced_kmeans(SlicedRows(x_ND), cfg)  # reads its samples; touched pages are not kept
     fit_s = time.perf_counter() - start
     sample_S = _comparison_sample(n, cfg)
-    writer = AssignmentWriter(out, config.part_rows)
-    sizes_K = np.zeros(cfg.k, dtype=np.int64)
-    sample_labels, sample_dist, sample_rows = [], [], []
-    if cfg.capacity_eps is not None:  # the cap ranks all rows at once: keeps labels, distances, regrets
-        labels_N, dist_N = assign_with_capacity(SlicedRows(x_ND), model.centroids_KD, model.biases_K,
-                                                cfg.capacity_eps, cfg.chunk)
-        for lo in range(0, n, GROUP_ROWS):
-            writer.write(labels_N[lo : lo + GROUP_ROWS], dist_N[lo : lo + GROUP_ROWS])
-        sizes_K += np.bincount(labels_N, minlength=cfg.k)
-        sample_labels, sample_dist = [labels_N[sample_S]], [dist_N[sample_S]]
-        sample_rows = [take_rows(x_ND, sample_S, np.float32)] if config.compare_plain else []
+    if cfg.capacity_eps is not None:  # the cap ranks all rows at once (a barrier): labels, distances, regrets
+        sizes_K, dist_sum, sample_labels, sample_dist, tasks = _assign_capped(x_ND, model, config, out, sample_S)
         advance(n)
-    else:
-        for lo, x_CD in row_chunks(x_ND, cfg.chunk, dtype=np.float32):
-            labels_C, _ = assign(x_CD, model.centroids_KD, model.biases_K, cfg.chunk)
-            dist_C = row_distances(x_CD, model.centroids_KD, labels_C)
-            writer.write(labels_C, dist_C)
-            sizes_K += np.bincount(labels_C, minlength=cfg.k)
-            mine = sample_S[(sample_S >= lo) & (sample_S < lo + len(x_CD))] - lo
-            sample_labels.append(labels_C[mine])
-            sample_dist.append(dist_C[mine])
-            if config.compare_plain:
-                sample_rows.append(x_CD[mine])
-            advance(len(x_CD))
-    writer.close()
+    else:  # the map: one engine task per part (`assign_parts`), merged here in part order
+        sizes_K, dist_sum, sample_labels, sample_dist, tasks = _assign_parts(run, out, model, config, n, sample_S,
+                                                                             engine or Engine(), advance)
     ours_s = time.perf_counter() - start
     Router(model.centroids_KD, model.biases_K, router_spec(run, config, corpus_fingerprint)).save(out)
     ours = balance_stats(sizes_K)
     counts: dict[str, Any] = {
         "k": cfg.k, "windows": n, "sizes": ours.sizes_K.tolist(), "max_min": ours.max_min,
-        "imbalance": ours.imbalance, "objective": writer.dist_sum / max(n, 1),
+        "imbalance": ours.imbalance, "objective": dist_sum / max(n, 1),
         "fit_seconds": fit_s, "seconds": ours_s, "assignment_parts": len(list(out.glob("assignments-*.parquet"))),
     }
+    if tasks:
+        counts["tasks"] = tasks
     if config.compare_plain:
-        counts["plain_faiss"] = _compare(np.concatenate(sample_rows).astype(np.float32, copy=False),
-                                         np.concatenate(sample_labels), np.concatenate(sample_dist), cfg, fit_s)
+        sample_rows = take_rows(x_ND, sample_S, np.float32)  # the fit sample's rows, read once more
+        counts["plain_faiss"] = _compare(sample_rows, sample_labels, sample_dist, cfg, fit_s)
         counts["time_ratio_vs_plain"] = counts["plain_faiss"]["time_ratio"]
     return counts
 
 
-def row_distances(x_CD: np.ndarray, centroids_KD: np.ndarray, labels_C: np.ndarray, block: int = 4096) -> np.ndarray:
-    """float32 ||x/|x| - c_label||^2 row by row in float64: the same bits in any chunk (a GEMM's are not)."""
-    out = np.empty(len(x_CD), dtype=np.float32)
-    c_KD = centroids_KD.astype(np.float64)
-    for lo in range(0, len(x_CD), block):
-        x_bD = x_CD[lo : lo + block].astype(np.float64)
-        x_bD /= np.maximum(np.sqrt((x_bD * x_bD).sum(1, keepdims=True)), 1e-12)
-        x_bD -= c_KD[labels_C[lo : lo + block]]
-        out[lo : lo + block] = (x_bD * x_bD).sum(1)
-    return out
+def _assign_capped(x_ND, model, config: ClustersConfig, out: Path, sample_S: np.ndarray):
+    """The capped rule over all rows in this process, written by one `AssignmentWriter`."""
+    cfg = config.kmeans
+    writer = AssignmentWriter(out, config.part_rows)
+    labels_N, dist_N = assign_with_capacity(SlicedRows(x_ND), model.centroids_KD, model.biases_K,
+                                            cfg.capacity_eps, cfg.chunk)
+    for lo in range(0, len(labels_N), GROUP_ROWS):
+        writer.write(labels_N[lo : lo + GROUP_ROWS], dist_N[lo : lo + GROUP_ROWS])
+    writer.close()
+    sizes_K = np.bincount(labels_N, minlength=cfg.k).astype(np.int64)
+    return sizes_K, writer.dist_sum, labels_N[sample_S], dist_N[sample_S], []
+
+
+def _assign_parts(run: Path, out: Path, model, config: ClustersConfig, n: int, sample_S: np.ndarray,
+                  engine: Engine, advance):
+    """One `assign_part` task per part; sizes, distance sums and sample labels merged in part order."""
+    cfg = config.kmeans
+    group_rows = GROUP_ROWS  # read at call time (a test shrinks it for several parts) and passed to the tasks
+    parts = plan_parts(n, config.part_rows, group_rows)
+    items = [(str(run), str(out), p, lo, hi, model.centroids_KD, model.biases_K, cfg.chunk, group_rows,
+              sample_S[(sample_S >= lo) & (sample_S < hi)]) for p, lo, hi in parts]
+    results = engine.map(assign_part, items, lambda i, r: advance(r["rows"]))
+    sizes_K, dist_sum = np.zeros(cfg.k, dtype=np.int64), 0.0
+    for r in results:
+        sizes_K += r["sizes"]
+        for s in r["group_sums"]:  # in window order, as one writer adds them
+            dist_sum += s
+    sample_labels = np.concatenate([r["sample_labels"] for r in results])
+    sample_dist = np.concatenate([r["sample_dist"] for r in results])
+    return sizes_K, dist_sum, sample_labels, sample_dist, [{"part": r["part"], "pid": r["pid"]} for r in results]
 
 
 def _comparison_sample(n: int, cfg: KMeansConfig) -> np.ndarray:
@@ -187,7 +194,7 @@ def _compare(x_SD: np.ndarray, ours_S: np.ndarray, ours_dist_S: np.ndarray, cfg:
     _, plain_S, plain_dist_S = plain_faiss_kmeans(x_SD, cfg.k, cfg.iters, cfg.seed, cfg.sample_per_centroid)
     plain_s = time.perf_counter() - start
     ours, plain = balance_stats(ours_S, cfg.k), balance_stats(plain_S, cfg.k)
-    return {"on": "fit sample", "rows": int(len(x_SD)), "sizes": plain.sizes_K.tolist(), "max_min": plain.max_min,
+    return {"on": "fit sample", "rows": len(x_SD), "sizes": plain.sizes_K.tolist(), "max_min": plain.max_min,
             "imbalance": plain.imbalance, "objective": float(np.mean(plain_dist_S, dtype=np.float64)),
             "seconds": plain_s, "ours_max_min": ours.max_min,
             "ours_objective": float(np.mean(ours_dist_S, dtype=np.float64)),

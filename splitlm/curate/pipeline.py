@@ -12,7 +12,7 @@ runs them as Ray tasks or actors) and named barriers (need the whole corpus; che
     windows      tokenise + pack one file group          global window ids (groups in order)
     embeddings   MiniLM over one part of windows         -
     clusters     assign one part of rows (its own file)  the k-means fit on a sample; the cap, if set
-    shards       stream token rows to cluster files      validation cap and floor per cluster
+    shards       copy one token part to cluster pieces   validation cap and floor; merging a cluster's pieces
     cards        statistics read part by part            -
 
 Each stage is skipped when its folder's manifest matches its config, algorithm version and input
@@ -178,7 +178,7 @@ def _cluster_stages(run: Path, config: ClusterRunConfig, summary: RunSummary, pr
                       algorithm=cluster_stage.ALGORITHM, total=summary.windows, versions=("faiss-cpu",))
     shard = _stage(run, "shards", config.shards,
                    sha256_json([clusters.output_fingerprint, up["windows"].output_fingerprint]),
-                   lambda out, adv: shards.write_shards(run, out, config.shards, adv), progress,
+                   lambda out, adv: shards.write_shards(run, out, config.shards, adv, eng), progress,
                    algorithm=shards.ALGORITHM, total=summary.windows)
     provenance = {"config_hash": sha256_json(canonical(config)), "corpus_fingerprint": corpus,
                   # field order fixed by the spec, whether the stage ran now or was read back from disk

@@ -9,15 +9,18 @@ windows move to training unless they share a document with a kept validation win
 are dropped and counted), so no validation document is ever trained on.
 
 Streaming: the plan works on columns (`splitlm.curate.window_columns`; labels int32, one
-destination int32 per window). The token rows are then read once, `copy_rows` at a time, and each
-chunk's rows are appended to their cluster's open `tokens.bin`; the indexes are written the same
-way from the windows table, batch by batch, in bounded row groups. Clusters are written
-`OPEN_CLUSTERS` at a time, so open files stay bounded for any K.
+destination int32 per window) in the driver: the validation cap and floor are the stage's barrier.
+The token rows are then copied by engine maps (`splitlm.curate.shard_copy`; Ray tasks under
+`--engine ray`): one task per token part of the windows stage reads its rows `copy_rows` at a
+time and appends each to a piece file of its cluster's split, then one task per cluster (the
+barrier merging a cluster's shard parts) joins the pieces in part order into that split's
+`tokens.bin`, so the bytes are those of one process copying every window in id order. The
+indexes are written by one task from the windows table, batch by batch, in bounded row groups.
+Clusters are taken `OPEN_CLUSTERS` at a time, so open files stay bounded for any K.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +32,13 @@ import pyarrow.parquet as pq
 from splitlm.core.errors import ConfigError, SchemaError
 from splitlm.core.parts import iter_batches
 from splitlm.curate import holdout
-from splitlm.curate.rows import row_chunks
+from splitlm.curate.engine.run import Engine
+from splitlm.curate.shard_copy import copy_part, merge_cluster, plan_copy_parts, remove_pieces, split_folder
 from splitlm.curate.window_columns import WindowColumns, read_window_columns
 from splitlm.schemas.layout import RunLayout, cluster_name
 from splitlm.schemas.router import RouterSpec
 from splitlm.schemas.tables import ASSIGNMENTS, SHARD_INDEX, WINDOWS
-from splitlm.schemas.tokens import TokenArray, write_header
+from splitlm.schemas.tokens import TokenArray
 
 ALGORITHM = 3  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
 # 3: index.parquet written in row groups of up to INDEX_GROUP_ROWS
@@ -105,39 +109,10 @@ def destinations(train: dict, val: dict, n: int) -> np.ndarray:
     return dest
 
 
-def _split_folder(out: Path, d: int, k: int) -> Path:
-    return out / cluster_name(d // 2, k) / ("val" if d % 2 else "train")
-
-
-def _write_tokens(out: Path, tokens, dest: np.ndarray, k: int, group: range, chunk: int) -> None:
-    """Every window of the group's clusters appended to its split's tokens.bin, in window-id order."""
-    ds = range(2 * group.start, 2 * group.stop)
-    files = {d: open(_split_folder(out, d, k) / "tokens.bin", "wb") for d in ds}
-    digests = {d: hashlib.sha256() for d in ds}
-    try:
-        for lo, rows in row_chunks(tokens, chunk):
-            d_C = dest[lo : lo + len(rows)]
-            mine = np.flatnonzero((d_C >= ds.start) & (d_C < ds.stop))
-            order = mine[np.argsort(d_C[mine], kind="stable")]
-            bounds = np.searchsorted(d_C[order], np.arange(ds.start, ds.stop + 1))
-            for d, a, b in zip(ds, bounds[:-1], bounds[1:]):
-                if b > a:
-                    data = rows[order[a:b]].tobytes()
-                    files[d].write(data)
-                    digests[d].update(data)
-    finally:
-        for fh in files.values():
-            fh.close()
-    sizes = np.bincount(dest[dest >= 0], minlength=2 * k)
-    for d in ds:
-        write_header(_split_folder(out, d, k), tokens[0:0].dtype, int(sizes[d]), tokens.seq_len + 1,
-                     digests[d].hexdigest())
-
-
 def _write_indexes(run: Path, out: Path, dest: np.ndarray, k: int, group: range) -> None:
     """index.parquet of every split of the group's clusters, from the windows table batch by batch."""
     ds = range(2 * group.start, 2 * group.stop)
-    writers = {d: pq.ParquetWriter(_split_folder(out, d, k) / "index.parquet", SHARD_INDEX, compression="zstd")
+    writers = {d: pq.ParquetWriter(split_folder(out, d, k) / "index.parquet", SHARD_INDEX, compression="zstd")
                for d in ds}
     buffers: dict[int, list[pa.Table]] = {d: [] for d in ds}
     rows = dict.fromkeys(ds, 0)
@@ -178,7 +153,30 @@ def _write_indexes(run: Path, out: Path, dest: np.ndarray, k: int, group: range)
             writer.close()
 
 
-def write_shards(run: Path, out: Path, config: ShardsConfig, advance=lambda n: None) -> dict[str, Any]:
+def write_indexes(run: Path, out: Path, dest: np.ndarray, k: int, open_clusters: int) -> None:
+    """Every split's index.parquet, `open_clusters` clusters per pass over the windows table."""
+    for g in range(0, k, open_clusters):
+        _write_indexes(run, out, dest, k, range(g, min(g + open_clusters, k)))
+
+
+def _copy_tokens(run: Path, out: Path, tokens: TokenArray, dest: np.ndarray, k: int, config: ShardsConfig,
+                 engine: Engine, advance) -> list[dict]:
+    """The token rows copied to their splits: a map over the windows' token parts, then one merge per cluster."""
+    scratch = out / ".pieces"
+    parts = plan_copy_parts(tokens)
+    results = engine.map(copy_part, [(str(run / "windows"), str(scratch), p, lo, hi, dest[lo:hi], k, config.copy_rows,
+                                      OPEN_CLUSTERS) for p, lo, hi in parts])
+    sizes = np.bincount(dest[dest >= 0], minlength=2 * k)
+    dtype, width = tokens[0:0].dtype.name, tokens.seq_len + 1
+    engine.map(merge_cluster, [(str(out), str(scratch), len(parts), c, k, dtype, width,
+                                (int(sizes[2 * c]), int(sizes[2 * c + 1]))) for c in range(k)],
+               lambda c, r: advance(int(sizes[2 * c] + sizes[2 * c + 1])))
+    remove_pieces(scratch)
+    return [{"part": r["part"], "pid": r["pid"]} for r in results]
+
+
+def write_shards(run: Path, out: Path, config: ShardsConfig, advance=lambda n: None,
+                 engine: Engine | None = None) -> dict[str, Any]:
     tokens = TokenArray(run / "windows")
     table = read_window_columns(run)
     labels = read_labels(run)
@@ -190,22 +188,19 @@ def write_shards(run: Path, out: Path, config: ShardsConfig, advance=lambda n: N
     train, val, counts = plan(labels, table, k, config)
     dest = destinations(train, val, len(labels))
     width = tokens.seq_len + 1
+    for c in range(k):
+        for split in ("train", "val"):
+            (out / cluster_name(c, k) / split).mkdir(parents=True)
+    counts["tasks"] = _copy_tokens(run, out, tokens, dest, k, config, engine or Engine(), advance)
     counts["clusters"] = {}
-    for g in range(0, k, OPEN_CLUSTERS):
-        group = range(g, min(g + OPEN_CLUSTERS, k))
-        for c in group:
-            for split in ("train", "val"):
-                (out / cluster_name(c, k) / split).mkdir(parents=True)
-        _write_tokens(out, tokens, dest, k, group, config.copy_rows)
-        _write_indexes(run, out, dest, k, group)
-        for c in group:
-            n_train, n_val = len(train[c]), len(val[c])
-            counts["clusters"][str(c)] = {
-                "train_windows": n_train, "val_windows": n_val,
-                "val_documents": table.distinct_docs(val[c]),
-                "train_tokens": n_train * width, "val_tokens": n_val * width,
-            }
-            advance(n_train + n_val)
+    (engine or Engine()).map(write_indexes, [(run, out, dest, k, OPEN_CLUSTERS)])  # one task: reads windows once a pass
+    for c in range(k):
+        n_train, n_val = len(train[c]), len(val[c])
+        counts["clusters"][str(c)] = {
+            "train_windows": n_train, "val_windows": n_val,
+            "val_documents": table.distinct_docs(val[c]),
+            "train_tokens": n_train * width, "val_tokens": n_val * width,
+        }
     counts["windows"] = sum(v["train_windows"] + v["val_windows"] for v in counts["clusters"].values())
     lost = counts["val_overflow_dropped"] + counts["val_topup_dropped"]
     if counts["windows"] + lost != len(tokens) or int((dest >= 0).sum()) != counts["windows"]:

@@ -4,8 +4,9 @@ One small run each (a slice of the demo corpus cut into three input files, with 
 duplicate, a near duplicate and a repeated id across files, so each barrier has work): every stage
 folder's files (documents, dedup, windows parts, embeddings parts, router, assignments, shards,
 cards) must have the same sha256 under both engines, and the Ray run's group tasks, embedder
-actors and assignment parts (row groups shrunk to 16 windows, so there are several parts) must
-have run in at least two worker processes other than the test's own.
+actors, assignment parts (row groups shrunk to 16 windows, so there are several parts) and shard
+copy parts (one per token part) must have run in at least two worker processes other than the
+test's own.
 """
 
 from __future__ import annotations
@@ -107,3 +108,6 @@ def test_ray_engine_writes_the_bytes_of_the_local_engine(tmp_path, ray_cluster, 
     assign_pids = {t["pid"] for t in clusters["ray"]["tasks"]}
     assert {t["pid"] for t in clusters["local"]["tasks"]} == {os.getpid()}
     assert os.getpid() not in assign_pids and len(assign_pids) >= 2, assign_pids
+    copy_pids = {t["pid"] for t in manifests["ray"]["shards"].counts["tasks"]}
+    assert len(manifests["ray"]["shards"].counts["tasks"]) == windows["token_parts"]
+    assert os.getpid() not in copy_pids and len(copy_pids) >= 2, copy_pids

@@ -64,7 +64,8 @@ def main() -> None:
 
     from sentence_transformers import SentenceTransformer
 
-    from splitlm.curate.embed.model import EmbedConfig, Embedder, model_path
+    from splitlm.curate.embed.config import EmbedConfig
+    from splitlm.curate.embed.model import Embedder, model_path
 
     texts = window_texts(args.n)
     plain = SentenceTransformer(str(model_path()))

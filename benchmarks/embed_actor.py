@@ -35,7 +35,8 @@ def rate(embedder, texts: list[str], rounds: int) -> float:
 def main() -> None:
     import torch
 
-    from splitlm.curate.embed.model import EmbedConfig, Embedder
+    from splitlm.curate.embed.config import EmbedConfig
+    from splitlm.curate.embed.model import Embedder
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=96)

@@ -128,7 +128,7 @@ def cluster(
     from splitlm.cli import progress, tables
     from splitlm.curate.cluster.kmeans import KMeansConfig
     from splitlm.curate.cluster.stage import ClustersConfig
-    from splitlm.curate.embed.model import EmbedConfig
+    from splitlm.curate.embed.config import EmbedConfig
     from splitlm.curate.embed.stage import EmbeddingsConfig
     from splitlm.curate.pipeline import ClusterRunConfig, run_cluster
     from splitlm.curate.shards import ShardsConfig

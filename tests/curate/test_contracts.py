@@ -21,7 +21,7 @@ import pytest
 from splitlm.core.progress import Progress
 from splitlm.curate.cluster.kmeans import KMeansConfig
 from splitlm.curate.cluster.stage import ClustersConfig
-from splitlm.curate.embed.model import EmbedConfig
+from splitlm.curate.embed.config import EmbedConfig
 from splitlm.curate.embed.stage import EmbeddingsConfig
 from splitlm.curate.ingest import IngestConfig
 from splitlm.curate.pipeline import ClusterRunConfig, WindowsRunConfig, run_cluster, run_windows

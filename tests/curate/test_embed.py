@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from splitlm.curate.embed.model import MODEL_ID, EmbedConfig, Embedder, _head, model_path
+from splitlm.curate.embed.config import EmbedConfig
+from splitlm.curate.embed.model import MODEL_ID, Embedder, _head, model_path
 from splitlm.core.errors import ConfigError
 
 pytestmark = pytest.mark.slow

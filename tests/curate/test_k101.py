@@ -25,7 +25,7 @@ import pytest
 from splitlm.curate.cards.build import CardsConfig
 from splitlm.curate.cluster.kmeans import KMeansConfig
 from splitlm.curate.cluster.stage import ClustersConfig
-from splitlm.curate.embed.model import EmbedConfig
+from splitlm.curate.embed.config import EmbedConfig
 from splitlm.curate.embed.stage import EmbeddingsConfig
 from splitlm.curate.ingest import IngestConfig
 from splitlm.curate.pipeline import ClusterRunConfig, WindowsRunConfig, run_cluster

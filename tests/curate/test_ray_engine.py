@@ -23,7 +23,7 @@ from splitlm.curate.cards.build import CardsConfig
 from splitlm.curate.cluster import stage as cluster_stage
 from splitlm.curate.cluster.kmeans import KMeansConfig
 from splitlm.curate.cluster.stage import ClustersConfig
-from splitlm.curate.embed.model import EmbedConfig
+from splitlm.curate.embed.config import EmbedConfig
 from splitlm.curate.embed.stage import EmbeddingsConfig
 from splitlm.curate.engine.run import RAY_ENV, EngineConfig
 from splitlm.curate.ingest import IngestConfig

@@ -25,7 +25,8 @@ from splitlm.core.atomic import atomic_path, atomic_write_text
 from splitlm.core.errors import SchemaError
 from splitlm.core.stage import MANIFEST
 from splitlm.curate.cluster.kmeans import assign
-from splitlm.curate.embed.model import EmbedConfig, Embedder
+from splitlm.curate.embed.config import EmbedConfig
+from splitlm.curate.embed.model import Embedder
 from splitlm.schemas.layout import RunLayout
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.router import FORMAT_VERSION, RouterSpec

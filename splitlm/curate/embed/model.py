@@ -19,46 +19,19 @@ to fp32 and 2-5x faster here), else fp32. Threads: whatever `torch.get_num_threa
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from splitlm.core.errors import AssetError, ConfigError
 from splitlm.core.hashing import sha256_file
+from splitlm.curate.embed.config import EmbedConfig, Precision
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-EmbedMode = Literal["truncate", "mean"]
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 # BERT's pre-tokenizer splits on whitespace, so a head cut at whitespace tokenises to a prefix of the
 # full text's pieces; 12 chars per piece leaves a wide margin (English averages ~4).
 HEAD_CHARS_PER_PIECE = 12
-
-
-@dataclass(frozen=True)
-class EmbedConfig:
-    mode: EmbedMode = "truncate"
-    """How a text longer than `max_pieces` is read: its head, or the weighted mean of all its chunks."""
-    precision: Precision = "auto"
-    """Weights' dtype. auto = bf16 where the device has native bf16, else fp32. fp16 is GPU-only."""
-    batch_size: int = 32
-    """Model calls (texts, or chunks in `mean` mode) per forward pass."""
-    max_pieces: int = 256
-    """Word pieces per model call including [CLS] and [SEP]; 256 is the model's trained length."""
-    device: str | None = None
-    """torch device; None = cuda when visible, else cpu."""
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("truncate", "mean"):
-            raise ConfigError(f"--embed-mode {self.mode!r}: choose truncate or mean")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ConfigError(f"--precision {self.precision!r}: choose auto, fp32, bf16 or fp16")
-        if self.batch_size < 1:
-            raise ConfigError(f"--embed-batch-size {self.batch_size}: must be >= 1")
-        if not 8 <= self.max_pieces <= 512:
-            raise ConfigError(f"--max-pieces {self.max_pieces}: must be in 8..512 (MiniLM has 512 positions)")
 
 
 def model_path() -> Path:
@@ -118,7 +91,7 @@ class Embedder:
         return {
             "model_id": MODEL_ID,
             "weights_sha256": _file_sha256(self._path / "model.safetensors"),
-            "mode": self.config.mode,
+            "mode": self.config.read_mode,
             "precision": self.precision,
             "max_pieces": self.config.max_pieces,
             "dimension": self.dimension,
@@ -141,7 +114,7 @@ class Embedder:
     def _units(self, texts: list[str]) -> tuple[np.ndarray, list[list[int]]]:
         """Model calls as (owning text index, content piece ids without [CLS]/[SEP])."""
         room = self.config.max_pieces - 2
-        if self.config.mode == "truncate":
+        if self.config.read_mode == "truncate":
             heads = [_head(t, room * HEAD_CHARS_PER_PIECE) for t in texts]
             ids = [e.ids for e in self._tokenizer.encode_batch(heads, add_special_tokens=False)]
             for i in (i for i, h in enumerate(heads) if len(ids[i]) < room and len(h) < len(texts[i])):

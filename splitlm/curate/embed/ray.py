@@ -22,7 +22,8 @@ import numpy as np
 
 from splitlm.core.atomic import atomic_path
 from splitlm.core.errors import ConfigError
-from splitlm.curate.embed.model import EmbedConfig, Embedder
+from splitlm.curate.embed.config import EmbedConfig
+from splitlm.curate.embed.model import Embedder
 from splitlm.curate.engine.run import import_ray
 from splitlm.schemas.tokens import TokenArray
 from splitlm.tokenizer import load_tokenizer

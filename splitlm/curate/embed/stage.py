@@ -26,7 +26,8 @@ from splitlm.core.atomic import atomic_write_text
 from splitlm.core.errors import ConfigError, SchemaError
 from splitlm.core.parted import PartedRows
 from splitlm.core.stage import work_dir
-from splitlm.curate.embed.model import EmbedConfig, Embedder
+from splitlm.curate.embed.config import EmbedConfig
+from splitlm.curate.embed.model import Embedder
 from splitlm.curate.embed.ray import embed_parts, save_part
 from splitlm.curate.engine.run import Engine
 from splitlm.schemas.manifest import StageManifest

@@ -142,21 +142,39 @@ class Deduplicator:
         return None
 
 
+class DuplicateLog:
+    """The decisions of one pass, in document order: each duplicate as a DUPLICATES row, counted by kind."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.kinds: Counter[str] = Counter()
+
+    def record(self, row: dict, hit: tuple[str, str] | None, writer: PartWriter) -> None:
+        """`row` (a documents or signatures row) was decided `hit` (None: kept)."""
+        self.seen += 1
+        if hit is not None:
+            self.kinds[hit[0]] += 1
+            writer.write({"doc_id": row["doc_id"], "duplicate_of": hit[1], "kind": hit[0],
+                          "domain": row["domain"], "source": row["source"], "line": row["line"]})
+
+    def counts(self) -> dict[str, Any]:
+        removed = sum(self.kinds.values())
+        return {"documents_in": self.seen, "documents_duplicate": removed,
+                "duplicates_by_kind": dict(sorted(self.kinds.items())), "documents_kept": self.seen - removed}
+
+
 def write_duplicates(documents: Path, out: Path, config: DedupConfig, advance=lambda n: None) -> dict[str, Any]:
-    """The dedup stage: `duplicates-*.parquet` lists every removed document (DUPLICATES schema)."""
+    """The one-process dedup: `duplicates-*.parquet` lists every removed document (DUPLICATES schema).
+
+    The engine runs the same decisions from stored signatures (`splitlm.curate.engine.signatures`);
+    this pass computes them from the texts and is the reference the engine is tested against.
+    """
     writer = PartWriter(out, "duplicates", DUPLICATES)
-    kinds: Counter[str] = Counter()
+    log = DuplicateLog()
     dedup = Deduplicator(config) if config.enabled else None
-    seen = 0
     for batch in iter_batches(documents, "part", DOCUMENTS):
         for row in batch.to_pylist():
-            seen += 1
-            hit = dedup.check(row["doc_id"], row["text"]) if dedup else None
-            if hit is not None:
-                kinds[hit[0]] += 1
-                writer.write({"doc_id": row["doc_id"], "duplicate_of": hit[1], "kind": hit[0],
-                              "domain": row["domain"], "source": row["source"], "line": row["line"]})
+            log.record(row, dedup.check(row["doc_id"], row["text"]) if dedup else None, writer)
         advance(batch.num_rows)
     writer.close()
-    return {"documents_in": seen, "documents_duplicate": sum(kinds.values()),
-            "duplicates_by_kind": dict(sorted(kinds.items())), "documents_kept": seen - sum(kinds.values())}
+    return log.counts()

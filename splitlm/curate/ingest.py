@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from splitlm.core.errors import ConfigError, InputError
 from splitlm.core.parts import PartWriter

@@ -11,7 +11,6 @@ group's [first, last) documents part in the manifest (`counts["groups"]`) for th
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from splitlm.core.parts import PartWriter, part_files
+from splitlm.core.parts import part_files
 from splitlm.curate.engine.groups import attempt, link, mark_done, read_done
-from splitlm.curate.ingest import DocumentReader, IngestConfig, Rejected
+from splitlm.curate.ingest import DocumentReader, IngestConfig, write_documents
 from splitlm.schemas.tables import DOCUMENTS, QUARANTINE
 
 
@@ -32,19 +31,10 @@ def ingest_group(files: list[tuple[str, str]], config: IngestConfig, folder: Pat
         return {**done, "resumed": True}
     with attempt(folder):
         reader = DocumentReader([], config, files=[(Path(f), Path(r)) for f, r in files])
-        docs, quarantine = PartWriter(folder, "part", DOCUMENTS), PartWriter(folder, "quarantine", QUARANTINE)
-        reasons: Counter[str] = Counter()
-        for item in reader:
-            if isinstance(item, Rejected):
-                quarantine.write(asdict(item))
-                reasons[item.reason] += 1
-            else:
-                docs.write(asdict(item))
-        docs.close()
-        quarantine.close()
+        counts = write_documents(reader, folder)
     kinds = {doc_id: kind for doc_id, kind in reader._seen_ids.items() if kind != "str"}
-    return {**mark_done(folder, {"accepted": docs.rows, "reasons": dict(reasons), "kinds": kinds}),
-            "resumed": False}
+    done = {"accepted": counts["documents_accepted"], "reasons": counts["documents_quarantined"], "kinds": kinds}
+    return {**mark_done(folder, done), "resumed": False}
 
 
 def _conflicts(folders: list[Path], results: list[dict]) -> list[dict[str, str]]:

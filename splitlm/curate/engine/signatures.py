@@ -14,7 +14,6 @@ It writes `duplicates-GGGGG.parquet` per group (a group's duplicates, in documen
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from splitlm.core.parts import PartWriter
-from splitlm.curate.dedup import DedupConfig, Deduplicator, exact_key
+from splitlm.curate.dedup import DedupConfig, Deduplicator, DuplicateLog, exact_key
 from splitlm.curate.engine.groups import attempt, mark_done, read_done
 from splitlm.schemas.tables import DUPLICATES
 
@@ -55,24 +54,17 @@ def pick_duplicates(folders: list[Path], config: DedupConfig, out: Path, advance
 
     dedup = Deduplicator(config)
     seed, scheme = config.seed, dedup._template.scheme
-    kinds: Counter[str] = Counter()
-    seen = 0
+    log = DuplicateLog()
     for g, folder in enumerate(folders):
         writer = PartWriter(out, "duplicates", DUPLICATES, first_part=g, rows_per_part=2**62)
         for batch in pq.ParquetFile(folder / "signatures-00000.parquet").iter_batches(batch_size=4096):
             for row in batch.to_pylist():
-                seen += 1
                 sig = row["signature"]
-                hit = dedup.decide(row["doc_id"], row["key"], lambda sig=sig: LeanMinHash(
-                    seed=seed, hashvalues=np.frombuffer(sig, "<u4"), scheme=scheme))
-                if hit is not None:
-                    kinds[hit[0]] += 1
-                    writer.write({"doc_id": row["doc_id"], "duplicate_of": hit[1], "kind": hit[0],
-                                  "domain": row["domain"], "source": row["source"], "line": row["line"]})
+                log.record(row, dedup.decide(row["doc_id"], row["key"], lambda sig=sig: LeanMinHash(
+                    seed=seed, hashvalues=np.frombuffer(sig, "<u4"), scheme=scheme)), writer)
             advance(batch.num_rows)
         writer.close()
-    return {"documents_in": seen, "documents_duplicate": sum(kinds.values()),
-            "duplicates_by_kind": dict(sorted(kinds.items())), "documents_kept": seen - sum(kinds.values())}
+    return log.counts()
 
 
 def no_duplicates(groups: int, out: Path, documents: int) -> dict[str, Any]:

@@ -34,3 +34,15 @@ def test_scores_rank_like_the_router_rule_lower_is_better():
     scores_NK = head.scores(x_ND)
     assert scores_NK.shape == (600, 3) and (head.predict(x_ND) == scores_NK.argmin(1)).all()
     assert (head.predict(x_ND) == y_N).mean() > 0.9
+
+
+def test_blocked_folds_partition_windows_in_whole_blocks():
+    from splitlm.curate.routing.folds import blocked_folds
+
+    fold_N = blocked_folds(1000, folds=5, block=64, seed=3)
+    ids = np.arange(1000)
+    for f in range(5):
+        train, test = set(ids[fold_N != f]), set(ids[fold_N == f])
+        assert train.isdisjoint(test) and len(train) + len(test) == 1000 and test
+    assert all(len(set(fold_N[lo:lo + 64])) == 1 for lo in range(0, 1000, 64))
+    assert (blocked_folds(1000, seed=3) == fold_N).all() and not (blocked_folds(1000, seed=4) == fold_N).all()

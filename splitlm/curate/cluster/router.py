@@ -13,9 +13,9 @@ clusters manifest (when the stage finished) and the tensors' shapes against the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from safetensors import SafetensorError
@@ -25,8 +25,7 @@ from splitlm.core.atomic import atomic_path, atomic_write_text
 from splitlm.core.errors import SchemaError
 from splitlm.core.stage import MANIFEST
 from splitlm.curate.cluster.kmeans import assign
-from splitlm.curate.embed.config import EmbedConfig
-from splitlm.curate.embed.model import Embedder
+from splitlm.curate.embed.load import embedder_for_spec
 from splitlm.schemas.layout import RunLayout
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.router import FORMAT_VERSION, RouterSpec
@@ -57,7 +56,7 @@ class Router:
         return self.spec.prefix_tokens
 
     @classmethod
-    def load(cls, run: Path | str, embedder=None) -> "Router":
+    def load(cls, run: Path | str, embedder=None) -> Router:
         layout = RunLayout(run)
         spec_path, tensors_path = layout.router_spec, layout.router_tensors
         if not spec_path.exists() or not tensors_path.exists():
@@ -85,13 +84,10 @@ class Router:
         atomic_write_text(folder / "router.json", self.spec.to_json())
 
     @property
-    def embedder(self) -> Embedder:
+    def embedder(self):
+        """The embedder the run's vectors came from (MiniLM or static), its weights checked against the spec."""
         if self._embedder is None:
-            e = self.spec.embedder
-            self._embedder = Embedder(EmbedConfig(mode=e.mode, precision=e.precision, max_pieces=e.max_pieces))
-            if self._embedder.spec()["weights_sha256"] != e.weights_sha256:
-                raise SchemaError("the installed MiniLM weights differ from the ones this router was built with "
-                                  f"(weights_sha256 {e.weights_sha256[:12]}... in router.json)")
+            self._embedder = embedder_for_spec(self.spec.embedder)
         return self._embedder
 
     @property

@@ -1,9 +1,10 @@
-"""Scale-out of the embedding stage with Ray Data: `map_batches` over an actor pool, one MiniLM each.
+"""Scale-out of the embedding stage with Ray Data: `map_batches` over an actor pool, one embedder each.
 
 The driver plans the parts still missing (index, first and last window, the scratch file to
 write) and hands them to Ray Data as a dataset of rows; `map_batches` runs them one part per call
-on a pool of `EmbedParts` actors. Each actor loads MiniLM once (one GPU per actor when the
-cluster has GPUs, else one CPU and one torch thread), reads its part's windows from the run folder
+on a pool of `EmbedParts` actors. Each actor loads the run's embedder once (`load_embedder`:
+MiniLM, or the static table from the asset cache, which every node then needs; one GPU per actor
+when the cluster has GPUs, else one CPU and one torch thread), reads its part's windows from the run folder
 through the memory-mapped token parts, decodes and embeds them, and saves the part atomically to
 the scratch folder exactly as the local engine does (so resume works across engines). The rows
 that come back carry only the part index, the actor's pid and the embedder spec. The run folder
@@ -23,13 +24,13 @@ import numpy as np
 from splitlm.core.atomic import atomic_path
 from splitlm.core.errors import ConfigError
 from splitlm.curate.embed.config import EmbedConfig
-from splitlm.curate.embed.model import Embedder
+from splitlm.curate.embed.load import load_embedder
 from splitlm.curate.engine.run import import_ray
 from splitlm.schemas.tokens import TokenArray
 from splitlm.tokenizer import load_tokenizer
 
 START_SECONDS = 600
-"""How long the actor pool may take to start (Ray places the actors, each loads MiniLM)."""
+"""How long the actor pool may take to start (Ray places the actors, each loads its embedder)."""
 
 
 def save_part(path: Path, vectors: np.ndarray) -> None:
@@ -44,7 +45,7 @@ class EmbedParts:
         import torch
 
         torch.set_num_threads(max(threads, 1))
-        self.embedder = Embedder(config)
+        self.embedder = load_embedder(config)
         self.windows = TokenArray(windows)
         self.tok = load_tokenizer(tokenizer)
         self.spec = json.dumps(self.embedder.spec(), sort_keys=True)
@@ -72,7 +73,7 @@ def embed_parts(todo: list[tuple[int, int, int]], paths: list[Path], windows: Pa
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.execution_options.preserve_order = False
-    ctx.wait_for_min_actors_s = START_SECONDS  # every actor loads MiniLM before parts go out: they spread
+    ctx.wait_for_min_actors_s = START_SECONDS  # every actor loads its embedder before parts go out: they spread
     per_actor = {"num_gpus": 1} if gpus else {"num_cpus": 1}
     pool = ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=1)  # a part each: all actors work
     results = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(

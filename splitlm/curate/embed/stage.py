@@ -1,16 +1,18 @@
-"""The embeddings stage: every window's text -> one MiniLM vector, resumable part by part.
+"""The embeddings stage: every window's text -> one vector (MiniLM or static), resumable part by part.
 
 Parts run in this process (the local engine) or on a Ray Data actor pool (`--engine ray`, see
 `ray.py`); both save the same parts, and the vectors are the same bytes where MiniLM's kernels do
-not depend on the thread count (checked on this AVX2 CPU: 1 and 2 threads agree bit for bit).
+not depend on the thread count (checked on this AVX2 CPU: 1 and 2 threads agree bit for bit; the
+static embedder's sums run on one thread). The embedder is `load.load_embedder(config.embed)`.
 
 Windows are decoded to text and embedded in parts of `part_size` rows. Each finished part is saved
 atomically to `RUN/.work/embeddings/<key>/part-XXXXX.npy`, so a killed run resumes at the first
 missing part; parts are then streamed into the stage's vector files and the scratch folder is
-removed. The vectors ([windows, 384], row i is window i) are `embeddings/vectors.npy` when they fit
-in `part_mb` megabytes, else `vectors-00000.npy`, `vectors-00001.npy`, ... of `part_mb` each, in
-row order (listed with their rows under `counts["vector_parts"]`; the manifest holds their sha256).
-`load_vectors` reads either as one array. The same windows and config give the same bytes.
+removed. The vectors ([windows, dim]: 384-d MiniLM, 256-d static; row i is window i) are
+`embeddings/vectors.npy` when they fit in `part_mb` megabytes, else `vectors-00000.npy`,
+`vectors-00001.npy`, ... of `part_mb` each, in row order (listed with their rows under
+`counts["vector_parts"]`; the manifest holds their sha256). `load_vectors` reads either as one
+array. The same windows and config give the same bytes.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from splitlm.core.errors import ConfigError, SchemaError
 from splitlm.core.parted import PartedRows
 from splitlm.core.stage import work_dir
 from splitlm.curate.embed.config import EmbedConfig
-from splitlm.curate.embed.model import Embedder
+from splitlm.curate.embed.load import load_embedder
 from splitlm.curate.embed.ray import embed_parts, save_part
 from splitlm.curate.engine.run import Engine
 from splitlm.schemas.manifest import StageManifest
@@ -94,7 +96,7 @@ def write_embeddings(run: Path, out: Path, config: EmbeddingsConfig, key: str, a
                                  lambda index: advance(parts[index][1] - parts[index][0]))
     else:
         tok = load_tokenizer(tokenizer)
-        embedder = embedder or Embedder(config.embed)
+        embedder = embedder or load_embedder(config.embed)
         for index, lo, hi in todo:
             save_part(paths[index], embedder.encode(tok.decode_batch(windows.tokens[lo:hi])))
             advance(hi - lo)
@@ -114,7 +116,7 @@ def _remember_spec(scratch: Path, spec: dict | None, config: EmbeddingsConfig) -
         return spec
     if path.exists():
         return json.loads(path.read_text())
-    return Embedder(config.embed).spec()
+    return load_embedder(config.embed).spec()
 
 
 def _write_vectors(out: Path, paths: list[Path], parts: list[tuple[int, int]], n: int, dim: int,

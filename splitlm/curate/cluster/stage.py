@@ -45,7 +45,7 @@ from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.router import EmbedderSpec, RouterSpec
 from splitlm.schemas.tables import ASSIGNMENTS
 
-ALGORITHM = 3  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
+ALGORITHM = 4  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
 # 2: balanced k-means with Newton prices and group shifts; assignments in parts; plain faiss on the fit sample
 # 3: the fit also stops once its objective has not improved for 2 iterations
 

@@ -21,7 +21,6 @@ from splitlm.core.errors import AssetError, SchemaError
 from splitlm.curate.embed.config import EmbedConfig
 from splitlm.curate.embed.static import (
     RECORD,
-    SEGMENT,
     STATIC_MODEL_ID,
     WEIGHTS,
     StaticEmbedder,
@@ -85,8 +84,7 @@ def test_mean_reads_the_whole_text_and_truncate_its_head(mean, truncate):
 
 
 def test_vectors_do_not_depend_on_the_batch(mean, truncate):
-    # 40 texts of ~2,000 pieces: more than one gather chunk; one text longer than a segment.
-    texts = [_words(2000, s) for s in range(40)] + [_words(SEGMENT + 500, 99), "", "   ", "a b"]
+    texts = [_words(2000, s) for s in range(40)] + [_words(20_000, 99), "", "   ", "a b", "a b a"]
     for embedder in (mean, truncate):
         together = embedder.encode(texts)
         alone = np.concatenate([embedder.encode([t]) for t in texts])

@@ -22,10 +22,11 @@ modes mean, for a static model:
   MiniLM reads in its `truncate` mode, averaged.
 There is no chunking: averaging chunk means weighted by chunk length is the plain mean.
 
-Speed: the Rust tokenizer encodes a batch, then numpy gathers the rows and sums each text with
-`np.add.reduceat`; no Python loop runs per piece. Bytes: each text is summed in fixed segments of
-`SEGMENT` pieces counted from its own start, and the segment sums added in order, so a text's vector
-is the same bytes whatever other texts share its batch.
+Speed: the Rust tokenizer encodes a batch; each text's pieces become a sparse row of counts
+(numpy), and one sparse-times-dense product (scipy) sums the table's rows, each distinct piece read
+once per text; no Python loop runs per piece, and memory stays at the batch's distinct pieces
+however long a text is. Bytes: a text's vector sums count x row in piece-id order, so it depends on
+its own pieces only, not on the other texts in its batch.
 """
 
 from __future__ import annotations
@@ -58,10 +59,6 @@ HINT = "run `splitlm assets` (or `make assets`) to distil it from the shipped Mi
 # BERT's pre-tokenizer splits on whitespace, so a head cut at whitespace tokenises to a prefix of the
 # whole text's pieces; 12 characters per piece leaves a wide margin (English averages ~4).
 HEAD_CHARS_PER_PIECE = 12
-SEGMENT = 4096
-"""Pieces per partial sum: a text's sum is these segments' sums, added in order."""
-CHUNK = 1 << 16
-"""Pieces gathered at once (rows of dimension floats each: 64 MB at 256-d)."""
 
 
 def cache_root() -> Path:
@@ -198,25 +195,19 @@ class StaticEmbedder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """[n, dimension] float32, unit rows, in the order of `texts`."""
+        from scipy.sparse import csr_matrix
+
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         ids_P, lens_N = self._pieces(texts)
-        # Each text cut into segments of <= SEGMENT pieces counted from its own start.
-        nseg_N = -(-lens_N // SEGMENT)
-        seg_owner_S = np.repeat(np.arange(len(texts)), nseg_N)
-        first_seg_N = np.cumsum(nseg_N) - nseg_N
-        k_S = np.arange(len(seg_owner_S)) - first_seg_N[seg_owner_S]
-        seg_len_S = np.minimum(SEGMENT, lens_N[seg_owner_S] - k_S * SEGMENT)
-        seg_end_S = np.cumsum(seg_len_S)
-        seg_start_S = seg_end_S - seg_len_S
-        sums_SD = np.empty((len(seg_len_S), self.dimension), dtype=np.float32)
-        lo = 0
-        while lo < len(seg_len_S):  # runs of whole segments of at most CHUNK pieces
-            hi = max(int(np.searchsorted(seg_end_S, seg_start_S[lo] + CHUNK, side="right")), lo + 1)
-            a, b = int(seg_start_S[lo]), int(seg_end_S[hi - 1])
-            sums_SD[lo:hi] = np.add.reduceat(self.table_VD[ids_P[a:b]], seg_start_S[lo:hi] - a, axis=0)
-            lo = hi
-        out_ND = np.add.reduceat(sums_SD, first_seg_N, axis=0)
+        n, vocab = len(texts), len(self.table_VD)
+        # Each text's piece counts as a sparse row, sorted by piece id; times the table, each text's
+        # vector is the sum of count x row in piece-id order: its own pieces fix its bytes.
+        key_U, count_U = np.unique(np.repeat(np.arange(n), lens_N) * vocab + ids_P, return_counts=True)
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(key_U // vocab, minlength=n), out=indptr[1:])
+        counts_NV = csr_matrix((count_U.astype(np.float32), key_U % vocab, indptr), shape=(n, vocab))
+        out_ND = np.asarray(counts_NV @ self.table_VD, dtype=np.float32)
         return out_ND / np.linalg.norm(out_ND, axis=1, keepdims=True)
 
     def _pieces(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,28 @@ def test_check_only_names_the_missing_folder(tmp_path):
     with pytest.raises(AssetError, match=rf"{tmp_path}.*splitlm assets"):
         provision_static(tmp_path, check_only=True)
     assert not any(tmp_path.iterdir())  # checking builds nothing
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda f: (f / WEIGHTS).write_bytes((f / WEIGHTS).read_bytes()[:-4] + b"\0\0\0\0"), "corrupt"),
+    (lambda f: _edit_record(f, recipe={"pca_dims": 128}), "another recipe"),
+    (lambda f: _edit_record(f, source_sha256="0" * 64), "other MiniLM weights"),
+    (lambda f: (f / "tokenizer.json").unlink(), "incomplete"),
+])
+def test_a_stale_or_broken_copy_is_not_used(static_folder, tmp_path, change, problem):
+    copy = tmp_path / static_folder.relative_to(static_folder.parents[1])
+    shutil.copytree(static_folder, copy)
+    assert provision_static(tmp_path, check_only=True) == copy
+    change(copy)
+    with pytest.raises(AssetError, match=rf"{problem}.*{copy}.*splitlm assets"):
+        provision_static(tmp_path, check_only=True)
+    with pytest.raises(AssetError, match=problem):
+        StaticEmbedder(EmbedConfig(name="static"), root=tmp_path)
+
+
+def _edit_record(folder: Path, **fields) -> None:
+    record = json.loads((folder / RECORD).read_text())
+    (folder / RECORD).write_text(json.dumps(record | fields))
 
 
 def test_embedder_for_spec_refuses_other_weights(mean):

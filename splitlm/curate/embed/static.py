@@ -78,6 +78,7 @@ def provision_static(root: Path, check_only: bool = False) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
     try:
         distill(tmp)
+        tmp.chmod(0o755)  # mkdtemp's 0700 would stay with the renamed folder
         if folder.exists():  # stale or corrupt: set aside, then replaced
             old = Path(tempfile.mkdtemp(prefix=".old-", dir=folder.parent))
             os.replace(folder, old / "model")

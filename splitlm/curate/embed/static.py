@@ -9,8 +9,14 @@ tokenizer (minus its `[unused*]` pieces and [CLS]/[SEP]/[MASK]). The folder,
 a model2vec model (`model2vec.StaticModel.from_pretrained` reads it) plus `distill.json`, which
 records the recipe, the MiniLM weights it came from and the sha256 of `model.safetensors`. That
 sha256 is what the embedder spec, router spec, manifests and cards record. It is not pinned in code:
-distilling twice in two fresh processes gives the same bytes on the same machine, but another CPU
-may round MiniLM's arithmetic differently.
+distilling twice in two fresh processes gives the same bytes on the same machine (whatever the
+thread settings: the PCA's BLAS, which rounds differently on 1 and 2 threads, is held to one), but
+another CPU may round MiniLM's arithmetic differently. It takes 2-6 minutes on 2 busy cores.
+
+The recipe was measured, not copied: SIF 1e-4 beat none, 3e-4 and 1e-3 on both 20 Newsgroups
+(K=20, purity ~0.31 against 0.17-0.29) and the demo corpus (K=6, ~0.87 against 0.78-0.85); PCA to
+256, 128, 64 or none (384) stayed within about two standard deviations of each other over k-means
+seeds, so 256 (model2vec's default) was kept: two thirds of the table and summing work of 384.
 
 Encoding: a text's vector is the sum of its pieces' rows, L2-normalised (the direction of model2vec's
 mean), float32. `[UNK]` pieces are dropped, as model2vec does; a text with no pieces left (empty,
@@ -20,7 +26,7 @@ modes mean, for a static model:
   with the tokenizer's and a table lookup's work, so a 2,048-token window costs little.
 - `truncate`: only the text's first `max_pieces - 2` word pieces (254 by default), the very head
   MiniLM reads in its `truncate` mode, averaged.
-There is no chunking: averaging chunk means weighted by chunk length is the plain mean.
+There is no chunking: a static model has no context window, so `max_pieces` only sets `truncate`'s cut.
 
 Speed: the Rust tokenizer encodes a batch; each text's pieces become a sparse row of counts
 (numpy), and one sparse-times-dense product (scipy) sums the table's rows, each distinct piece read

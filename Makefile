@@ -2,7 +2,10 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO := runs/demo
+# EMBEDDER=static curates with the static embedder distilled from MiniLM (a sub-minute curation),
+# into its own run folder.
+EMBEDDER ?= minilm
+DEMO := runs/demo$(if $(filter-out minilm,$(EMBEDDER)),-$(EMBEDDER),)
 # Nothing is fetched from a model hub at run time.
 export HF_HUB_OFFLINE := 1
 
@@ -25,7 +28,7 @@ assets: install
 # The main job on the embedded corpus (six domains, ~0.8M GPT-2 tokens): curate into K=6 clusters.
 demo-curate: assets
 	$(BIN)/curate cluster "$$($(BIN)/splitlm assets --path demo)" --domain-field domain --k 6 \
-		--val-fraction 0.1 --out $(DEMO)
+		--val-fraction 0.1 --embedder $(EMBEDDER) --out $(DEMO)
 
 # Audit the clustering: domains x clusters, prefix-routing recall, cluster similarity. The demo holds
 # few validation windows, so routing is measured on all windows.

@@ -84,6 +84,21 @@ def test_mean_reads_the_whole_text_and_truncate_its_head(mean, truncate):
     assert short.spec()["mode"] == "truncate" and short.spec()["max_pieces"] == 16
 
 
+def test_truncate_cuts_the_pieces_minilm_reads(static_folder):
+    from types import SimpleNamespace
+
+    from splitlm.curate.embed.load import _minilm_tokenizer, model_pieces
+
+    texts = ["Ships, harbours & the Sea: a naïve café's 3,000 tonnes of cargo!", _words(40, 3), ""]
+    for mode in ("truncate", "mean"):
+        config = EmbedConfig(mode=mode, max_pieces=16)
+        minilm = model_pieces(SimpleNamespace(config=config), texts)  # MiniLM's pieces, without loading MiniLM
+        static = StaticEmbedder(EmbedConfig(name="static", mode=mode, max_pieces=16))
+        as_text = [[_minilm_tokenizer().id_to_token(i) for i in p] for p in minilm]
+        assert as_text[:2] == [[static._tokenizer.id_to_token(i) for i in p] for p in static.model_pieces(texts)[:2]]
+        assert [len(p) for p in minilm] == ([14, 14, 0] if mode == "truncate" else [len(as_text[0]), 40, 0])
+
+
 def test_vectors_do_not_depend_on_the_batch(mean, truncate):
     texts = [_words(2000, s) for s in range(40)] + [_words(20_000, 99), "", "   ", "a b", "a b a"]
     for embedder in (mean, truncate):

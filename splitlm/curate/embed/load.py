@@ -10,6 +10,7 @@ its model for each text (the exact model input), for any embedder.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 
 from splitlm.core.errors import SchemaError
 from splitlm.curate.embed.config import EmbedConfig
@@ -62,6 +63,7 @@ def model_pieces(embedder, texts: list[str]) -> list[list[int]]:
     return ids
 
 
+@lru_cache(maxsize=1)
 def _minilm_tokenizer():
     from tokenizers import Tokenizer
 

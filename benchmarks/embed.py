@@ -130,9 +130,14 @@ def static_part(minilm, minilm_s: float, texts: list[str], n_rounds: int, n_labe
     except ImportError as err:
         print(f"static embedder not available ({err})")
         return
+    from splitlm.core.errors import SplitlmError
     from splitlm.curate.embed.config import EmbedConfig
 
-    static = StaticEmbedder(EmbedConfig(name="static"))
+    try:
+        static = StaticEmbedder(EmbedConfig(name="static"))
+    except SplitlmError as err:  # not distilled yet: `splitlm assets`
+        print(f"static embedder not available ({err})")
+        return
     secs, _ = rounds({"static": static.encode}, texts, n_rounds)
     print(f"static ({static.config.read_mode}): {len(texts) / secs['static']:.1f} windows/s, "
           f"ratio over MiniLM {minilm.precision} truncate {minilm_s / secs['static']:.1f}x (bar >= 20)")

@@ -37,6 +37,12 @@ ValMinWindows = Annotated[int, typer.Option(
 PartMb = Annotated[float, typer.Option(
     help="Megabytes per part: input per file group (the unit of work), token and vector files.")]
 Engine = Annotated[str, typer.Option(help="local (this process) or ray (tasks and embedder actors on Ray).")]
+EmbedderName = Annotated[str, typer.Option(
+    "--embedder", help="minilm (all-MiniLM-L6-v2) or static (distilled from it by `splitlm assets`; far faster on CPU).")]
+EmbedMode = Annotated[Optional[str], typer.Option(
+    help="truncate (the first 256 word pieces) or mean (the whole window). Default: truncate for minilm, mean for static.")]
+Precision = Annotated[str, typer.Option(
+    help="MiniLM's arithmetic: auto, fp32, bf16 (CPU with AMX/AVX512-BF16), fp16 (GPU), int8 (ONNX Runtime, CPU).")]
 RayAddress = Annotated[Optional[str], typer.Option(
     help="Ray cluster to join with --engine ray (e.g. HEAD:6379, auto); default starts a local one.")]
 
@@ -102,13 +108,9 @@ def cluster(
     iters: Annotated[int, typer.Option(help="k-means iterations.")] = 20,
     sample_per_centroid: Annotated[int, typer.Option(help="k-means fit sample per cluster.")] = 512,
     capacity_eps: Annotated[Optional[float], typer.Option(help="Hard cap (1+eps)·N/K per cluster.")] = None,
-    embedder: Annotated[str, typer.Option(
-        help="minilm (all-MiniLM-L6-v2) or static (distilled from it by `splitlm assets`; far faster on CPU).")] = "minilm",
-    embed_mode: Annotated[Optional[str], typer.Option(
-        help="truncate (the first 256 word pieces) or mean (the whole window). Default: truncate for minilm, "
-             "mean for static.")] = None,
-    precision: Annotated[str, typer.Option(
-        help="MiniLM's arithmetic: auto, fp32, bf16 (CPU with AMX/AVX512-BF16), fp16 (GPU), int8 (ONNX Runtime, CPU).")] = "auto",
+    embedder: EmbedderName = "minilm",
+    embed_mode: EmbedMode = None,
+    precision: Precision = "auto",
     embed_storage: Annotated[str, typer.Option(help="float32 or float16 vectors on disk.")] = "float32",
     embed_part_size: Annotated[int, typer.Option(help="Windows per resumable embedding part.")] = 512,
     engine: Engine = "local", ray_address: RayAddress = None, part_mb: PartMb = 256.0,
@@ -141,8 +143,8 @@ def cluster(
     config = ClusterRunConfig(
         windows=windows_config(seq_len, tokenizer, text_field, id_field, domain_field, policy, strict, seed,
                                no_dedup, dedup_threshold, val_fraction, max_chars, part_mb),
-        embeddings=EmbeddingsConfig(embed=EmbedConfig(name=embedder, mode=embed_mode, precision=precision), storage=embed_storage,
-                                    part_size=embed_part_size, part_mb=part_mb),
+        embeddings=EmbeddingsConfig(embed=EmbedConfig(name=embedder, mode=embed_mode, precision=precision),
+                                    storage=embed_storage, part_size=embed_part_size, part_mb=part_mb),
         clusters=ClustersConfig(KMeansConfig(k=k, iters=iters, seed=seed, sample_per_centroid=sample_per_centroid,
                                              capacity_eps=capacity_eps), prefix_tokens=prefix_tokens),
         shards=ShardsConfig(val_max_docs=val_max_docs, val_min_windows=val_min_windows),

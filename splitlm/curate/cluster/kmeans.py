@@ -17,8 +17,8 @@ calibrate_per_centroid (and N K scores fit in CALIBRATE_MAX_SCORES), else a seed
 many. A sample of m rows per cluster leaves each cluster's size over the whole corpus ~1/sqrt(m) off
 the sample's (4096 rows: ~1.6%, too much for max/min <= 1.05 at K=256), hence all rows when possible.
 `fit_and_assign` labels every row from the calibration's own scores when the calibration used all
-rows: no second pass (the clusters stage may use it instead of fit + `assign`). `assign` streams any number of rows through the rule in
-chunks: faiss on a visible GPU; on CPU one BLAS GEMM per chunk and two argmax passes (faiss' own k=2
+rows: no second pass (the clusters stage takes those labels through `fit_with_labels`). `assign`
+streams any number of rows through the rule in chunks: faiss on a visible GPU; on CPU one BLAS GEMM per chunk and two argmax passes (faiss' own k=2
 search measured ~7x slower here). Near-ties are re-scored exactly (`scoring.py`), so labels do not
 depend on batching. `assign_with_capacity` enforces a hard cap ceil((1+eps) N/K) (`capacity.py`).
 Cost: iters * (n_fit K D) for the fit, one pass of N K D for calibration and labels.
@@ -121,6 +121,13 @@ def balance_stats(labels_or_sizes: np.ndarray, k: int | None = None) -> BalanceS
 def fit_balanced_kmeans(x_ND: np.ndarray, config: KMeansConfig | None = None) -> KMeansModel:
     """Fit centroids and biases on seeded samples of x (rows are normalised here)."""
     return _fit(x_ND, config or KMeansConfig(), label_all=False)[0]
+
+
+def fit_with_labels(x_ND: np.ndarray, config: KMeansConfig | None = None) -> tuple[KMeansModel, np.ndarray | None]:
+    """`fit_balanced_kmeans`, plus every row's `assign` label (int32) when the calibration scored all rows
+    (None otherwise): the clusters stage hands them to its part tasks instead of scoring every row again."""
+    model, labelled = _fit(x_ND, config or KMeansConfig(), label_all=True)
+    return model, None if labelled is None else labelled[0]
 
 
 def fit_and_assign(x_ND: np.ndarray, config: KMeansConfig | None = None) -> tuple[KMeansModel, np.ndarray, np.ndarray]:

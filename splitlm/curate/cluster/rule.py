@@ -2,6 +2,8 @@
 
 label = argmax_c s_c - beta_c (float32 arithmetic, lowest index wins ties) with beta_c = b_c / 2 computed
 exactly as the router does, so fit, calibration and routing agree bit for bit on the same scores.
+Row blocks run on every core (`splitlm.core.threads`): each row's outcome is its own, so the bytes
+do not depend on the number of threads.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from splitlm.core.threads import over_spans
 
 CHUNK = 4096  # rows per block when scanning scores: a block of biased scores stays in cache
 
@@ -36,11 +40,15 @@ def evaluate(scores_NK: np.ndarray, beta_K: np.ndarray) -> Rule:
     b32 = np.asarray(beta_K, dtype=np.float32)
     labels, second = np.empty(n, np.int64), np.empty(n, np.int64)
     top, gap = np.empty(n, np.float32), np.empty(n, np.float32)
-    buf = np.empty((min(CHUNK, n), k), np.float32)
-    for s in range(0, n, CHUNK):
-        a = np.subtract(scores_NK[s : s + CHUNK], b32, out=buf[: min(CHUNK, n - s)])
-        part = slice(s, s + len(a))
-        labels[part], top[part], second[part], gap[part] = top2_rows(a)
+
+    def span(lo: int, hi: int) -> None:  # one thread's rows, a cache-sized block at a time
+        buf = np.empty((min(CHUNK, hi - lo), k), np.float32)
+        for s in range(lo, hi, CHUNK):
+            a = np.subtract(scores_NK[s : min(s + CHUNK, hi)], b32, out=buf[: min(CHUNK, hi - s)])
+            part = slice(s, s + len(a))
+            labels[part], top[part], second[part], gap[part] = top2_rows(a)
+
+    over_spans(span, n, 4 * CHUNK)
     sizes = np.bincount(labels, minlength=k)
     dual = float(top.sum(dtype=np.float64) + n / k * b32.sum(dtype=np.float64))
     return Rule(labels, second, top, gap, sizes, dual)
@@ -78,8 +86,12 @@ def reevaluate(scores_NK: np.ndarray, beta_K: np.ndarray, old: Rule, old_beta_K:
     labels, second = old.labels.copy(), old.second.copy()
     top = scores_NK[np.arange(n), labels] - b32[labels]
     gap = np.maximum(old.gap - threat_N, 0)
-    for s in range(0, len(risky), CHUNK):
-        rows = risky[s : s + CHUNK]
-        labels[rows], top[rows], second[rows], gap[rows] = top2_rows(scores_NK[rows] - b32)
+
+    def span(lo: int, hi: int) -> None:
+        for s in range(lo, hi, CHUNK):
+            rows = risky[s : min(s + CHUNK, hi)]
+            labels[rows], top[rows], second[rows], gap[rows] = top2_rows(scores_NK[rows] - b32)
+
+    over_spans(span, len(risky), 4 * CHUNK)
     dual = float(top.sum(dtype=np.float64) + n / k * b32.sum(dtype=np.float64))
     return Rule(labels, second, top, gap, np.bincount(labels, minlength=k), dual)

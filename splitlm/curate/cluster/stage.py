@@ -36,6 +36,7 @@ from splitlm.curate.cluster.kmeans import (
     assign_with_capacity,
     balance_stats,
     fit_balanced_kmeans,
+    fit_with_labels,
 )
 from splitlm.curate.cluster.router import Router
 from splitlm.curate.embed.stage import load_vectors
@@ -124,7 +125,10 @@ def write_clusters(run: Path, out: Path, config: ClustersConfig, corpus_fingerpr
     if cfg.k > n:
         raise ConfigError(f"--k {cfg.k} is larger than the number of windows ({n}): lower --k or add data")
     start = time.perf_counter()
-    model = fit_balanced_kmeans(SlicedRows(x_ND), cfg)  # reads its samples; touched pages are not kept
+    if cfg.capacity_eps is None:  # reads its samples (touched pages are not kept); labels when it scored all rows
+        model, labels_N = fit_with_labels(SlicedRows(x_ND), cfg)
+    else:
+        model, labels_N = fit_balanced_kmeans(SlicedRows(x_ND), cfg), None
     fit_s = time.perf_counter() - start
     sample_S = _comparison_sample(n, cfg)
     if cfg.capacity_eps is not None:  # the cap ranks all rows at once (a barrier): labels, distances, regrets
@@ -132,7 +136,7 @@ def write_clusters(run: Path, out: Path, config: ClustersConfig, corpus_fingerpr
         advance(n)
     else:  # the map: one engine task per part (`assign_parts`), merged here in part order
         sizes_K, dist_sum, sample_labels, sample_dist, tasks = _assign_parts(run, out, model, config, n, sample_S,
-                                                                             engine or Engine(), advance)
+                                                                             engine or Engine(), advance, labels_N)
     ours_s = time.perf_counter() - start
     Router(model.centroids_KD, model.biases_K, router_spec(run, config, corpus_fingerprint)).save(out)
     ours = balance_stats(sizes_K)
@@ -164,13 +168,16 @@ def _assign_capped(x_ND, model, config: ClustersConfig, out: Path, sample_S: np.
 
 
 def _assign_parts(run: Path, out: Path, model, config: ClustersConfig, n: int, sample_S: np.ndarray,
-                  engine: Engine, advance):
-    """One `assign_part` task per part; sizes, distance sums and sample labels merged in part order."""
+                  engine: Engine, advance, labels_N: np.ndarray | None):
+    """One `assign_part` task per part; sizes, distance sums and sample labels merged in part order.
+    `labels_N` (the fit's labels of every row, when its calibration scored them all) spares the tasks
+    the scoring: they write those labels, which are `assign`'s."""
     cfg = config.kmeans
     group_rows = GROUP_ROWS  # read at call time (a test shrinks it for several parts) and passed to the tasks
     parts = plan_parts(n, config.part_rows, group_rows)
     items = [(str(run), str(out), p, lo, hi, model.centroids_KD, model.biases_K, cfg.chunk, group_rows,
-              sample_S[(sample_S >= lo) & (sample_S < hi)]) for p, lo, hi in parts]
+              sample_S[(sample_S >= lo) & (sample_S < hi)], None if labels_N is None else labels_N[lo:hi])
+             for p, lo, hi in parts]
     results = engine.map(assign_part, items, lambda i, r: advance(r["rows"]))
     sizes_K, dist_sum = np.zeros(cfg.k, dtype=np.int64), 0.0
     for r in results:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from splitlm.core.threads import over_spans
 from splitlm.curate.cluster.faiss_ops import gpu_biased_index, gpu_count, gpu_top2
 from splitlm.curate.cluster.rule import Rule, score_prices, top2_rows
 
 # Rows whose two best biased scores are closer than this are re-scored exactly.
 TIE_MARGIN = 1e-4
 PAIR_BLOCK = 4096  # (row, cluster) pairs per float64 block in the exact rule
+SPAN_ROWS = 8192  # rows per thread at least in the row-parallel passes (`splitlm.core.threads`)
 
 
 def cos_chunk(x_CD: np.ndarray, centroids_KD: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -24,9 +26,14 @@ def cos_chunk(x_CD: np.ndarray, centroids_KD: np.ndarray) -> tuple[np.ndarray, n
     the rows normalised when K < D.
     """
     x_CD = np.asarray(x_CD, dtype=np.float32)
-    norm_C = np.sqrt(np.einsum("nd,nd->n", x_CD, x_CD))
-    cos_CK = x_CD @ centroids_KD.T
-    cos_CK /= np.maximum(norm_C, 1e-12)[:, None]
+    cos_CK = x_CD @ centroids_KD.T  # BLAS: every core already
+    norm_C = np.empty(len(x_CD), np.float32)
+
+    def span(lo: int, hi: int) -> None:  # row by row: the same bytes in any span
+        norm_C[lo:hi] = np.sqrt(np.einsum("nd,nd->n", x_CD[lo:hi], x_CD[lo:hi]))
+        cos_CK[lo:hi] /= np.maximum(norm_C[lo:hi], 1e-12)[:, None]
+
+    over_spans(span, len(x_CD), SPAN_ROWS)
     return cos_CK, norm_C
 
 
@@ -65,8 +72,13 @@ def exact_cos_pairs(x_mD: np.ndarray, centroids_KD: np.ndarray, rows: np.ndarray
     x_mD = x_mD.astype(np.float64)
     x_mD /= np.maximum(np.sqrt((x_mD * x_mD).sum(1, keepdims=True)), 1e-12)
     out_P = np.empty(len(rows))
-    for s in range(0, len(rows), PAIR_BLOCK):
-        out_P[s : s + PAIR_BLOCK] = (x_mD[rows[s : s + PAIR_BLOCK]] * c_KD[cols[s : s + PAIR_BLOCK]]).sum(1)
+
+    def span(lo: int, hi: int) -> None:
+        for s in range(lo, hi, PAIR_BLOCK):
+            e = min(s + PAIR_BLOCK, hi)
+            out_P[s:e] = (x_mD[rows[s:e]] * c_KD[cols[s:e]]).sum(1)
+
+    over_spans(span, len(rows), 2 * PAIR_BLOCK)
     return out_P
 
 

@@ -5,8 +5,8 @@ Each `build_*` is what `splitlm.curate.pipeline` runs inside the stage runner: i
 from the documents manifest, `counts["groups"]`), maps the group task over the groups that have no
 finished result in the scratch folder, runs the barrier into the stage's partial folder, and
 removes the scratch folder. The driver only plans and merges (links parts, renumbers window ids);
-the tasks, and the dedup barrier (the LSH replay, one task), read and write the run folder
-themselves.
+the tasks, the dedup shuffle (a reduce per partition of band keys) and its barrier (the LSH replay of
+the documents that share a key, one task) read and write the run folder themselves.
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from splitlm.core.parts import part_files
 from splitlm.curate.dedup import DedupConfig
+from splitlm.curate.engine.bands import shared_documents
 from splitlm.curate.engine.documents import ingest_group, merge_documents
 from splitlm.curate.engine.groups import group_dir, plan_groups, remove_scratch
 from splitlm.curate.engine.run import Engine
@@ -60,9 +63,13 @@ def build_dedup(run: Path, config: DedupConfig, out: Path, scratch: Path, engine
         advance(accepted)
         return no_duplicates(len(groups), out, accepted)
     folders = [group_dir(scratch, g) for g in range(len(groups))]
-    results = engine.map(sign_group, [(groups[g], config, folders[g]) for g in range(len(groups))])
+    partitions = len(groups)  # shuffle partitions of the band keys: as many as map tasks
+    results = engine.map(sign_group, [(groups[g], config, folders[g], partitions) for g in range(len(groups))])
+    shared = engine.map(shared_documents, [([str(f) for f in folders], p) for p in range(partitions)])
+    candidates = np.unique(np.concatenate(shared)) if shared else np.empty(0, np.int64)
     # the barrier is one task too (under Ray, on a worker: the driver only plans and merges)
-    [counts] = engine.map(pick_duplicates, [(folders, config, out)], lambda _, r: advance(r["documents_in"]))
+    [counts] = engine.map(pick_duplicates, [(folders, config, out, candidates)],
+                          lambda _, r: advance(r["documents_in"]))
     counts["tasks"] = _tasks(results)
     remove_scratch(scratch)
     return counts

@@ -3,7 +3,10 @@
 `copy_part` (one task per row range of the windows' token array, normally one per token part)
 reads its rows `chunk` at a time and appends each row to a piece file of its destination split
 (`SCRATCH/part-PPPPP/split-DDDDD.bin`, d = 2 * cluster + val), in window-id order; destinations
-are taken `open_clusters` clusters per pass, so open files stay bounded for any K.
+are taken `open_clusters` clusters per pass, so open files stay bounded for any K. A part's folder is
+finished by `done.json`, written last: a rerun after a crash copies only the parts without one (the
+scratch, `RUN/.work/shards/<key>/`, is keyed by the destinations and the windows, so stale pieces are
+never reused).
 `merge_cluster` (one task per cluster, the barrier that merges a cluster's shard parts) joins the
 pieces of its two splits in part order into `tokens.bin` and writes `tokens.json` with its sha256:
 the same bytes as one process copying every window in id order. Tasks read and write the run
@@ -16,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import shutil
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ import numpy as np
 
 from splitlm.core.atomic import atomic_path
 from splitlm.core.errors import SchemaError
+from splitlm.curate.engine.groups import attempt, mark_done, read_done, remove_scratch
 from splitlm.curate.rows import row_chunks
 from splitlm.schemas.layout import cluster_name
 from splitlm.schemas.tokens import TokenArray, write_header
@@ -48,10 +51,19 @@ def plan_copy_parts(tokens: TokenArray) -> list[tuple[int, int, int]]:
 
 def copy_part(windows: str, scratch: str, part: int, lo: int, hi: int, dest: np.ndarray, k: int, chunk: int,
               open_clusters: int) -> dict[str, Any]:
-    """Rows [lo, hi) appended to their split's piece file; `dest` is the destinations of rows [lo, hi)."""
-    tokens = TokenArray(windows)
+    """Rows [lo, hi) appended to their split's piece file; `dest` is the destinations of rows [lo, hi).
+    Skipped when the part's folder is done (a rerun after a crash); a failed try leaves nothing."""
     folder = Path(scratch) / f"part-{part:05d}"
-    folder.mkdir(parents=True, exist_ok=True)
+    done = read_done(folder)
+    if done is not None:
+        return {"part": part, "rows": hi - lo, "pid": done["pid"], "resumed": True}
+    with attempt(folder):
+        _copy_rows(TokenArray(windows), Path(scratch), part, lo, hi, dest, k, chunk, open_clusters)
+    return {"part": part, "rows": hi - lo, "pid": mark_done(folder, {"part": part})["pid"], "resumed": False}
+
+
+def _copy_rows(tokens: TokenArray, scratch: Path, part: int, lo: int, hi: int, dest: np.ndarray, k: int, chunk: int,
+               open_clusters: int) -> None:
     for g in range(0, k, open_clusters):
         ds = range(2 * g, 2 * min(g + open_clusters, k))
         with ExitStack() as stack:
@@ -64,9 +76,8 @@ def copy_part(windows: str, scratch: str, part: int, lo: int, hi: int, dest: np.
                 for d, a, b in zip(ds, bounds[:-1], bounds[1:]):
                     if b > a:
                         if d not in files:
-                            files[d] = stack.enter_context(open(piece_path(scratch, part, d), "wb"))  # retry: anew
+                            files[d] = stack.enter_context(open(piece_path(scratch, part, d), "wb"))
                         files[d].write(rows[order[a:b]].tobytes())
-    return {"part": part, "rows": hi - lo, "pid": os.getpid()}
 
 
 def merge_cluster(out: str, scratch: str, parts: int, c: int, k: int, dtype: str, width: int,
@@ -91,4 +102,4 @@ def merge_cluster(out: str, scratch: str, parts: int, c: int, k: int, dtype: str
 
 
 def remove_pieces(scratch: Path) -> None:
-    shutil.rmtree(scratch, ignore_errors=True)
+    remove_scratch(scratch)

@@ -21,6 +21,7 @@ Clusters are taken `OPEN_CLUSTERS` at a time, so open files stay bounded for any
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from splitlm.core.errors import ConfigError, SchemaError
+from splitlm.core.hashing import sha256_file, sha256_json
 from splitlm.core.parts import iter_batches
+from splitlm.core.stage import work_dir
 from splitlm.curate import holdout
 from splitlm.curate.engine.run import Engine
 from splitlm.curate.shard_copy import copy_part, merge_cluster, plan_copy_parts, remove_pieces, split_folder
@@ -162,7 +165,9 @@ def write_indexes(run: Path, out: Path, dest: np.ndarray, k: int, open_clusters:
 def _copy_tokens(run: Path, out: Path, tokens: TokenArray, dest: np.ndarray, k: int, config: ShardsConfig,
                  engine: Engine, advance) -> list[dict]:
     """The token rows copied to their splits: a map over the windows' token parts, then one merge per cluster."""
-    scratch = out / ".pieces"
+    key = sha256_json([hashlib.sha256(dest.tobytes()).hexdigest(), sha256_file(run / "windows" / "tokens.json"), k,
+                       OPEN_CLUSTERS, ALGORITHM])
+    scratch = work_dir(run, "shards", key)  # finished parts survive a crash; keyed so stale ones are never reused
     parts = plan_copy_parts(tokens)
     results = engine.map(copy_part, [(str(run / "windows"), str(scratch), p, lo, hi, dest[lo:hi], k, config.copy_rows,
                                       OPEN_CLUSTERS) for p, lo, hi in parts])
@@ -172,7 +177,7 @@ def _copy_tokens(run: Path, out: Path, tokens: TokenArray, dest: np.ndarray, k: 
                                 (int(sizes[2 * c]), int(sizes[2 * c + 1]))) for c in range(k)],
                lambda c, r: advance(int(sizes[2 * c] + sizes[2 * c + 1])))
     remove_pieces(scratch)
-    return [{"part": r["part"], "pid": r["pid"]} for r in results]
+    return [{"part": r["part"], "pid": r["pid"], "resumed": r["resumed"]} for r in results]
 
 
 def write_shards(run: Path, out: Path, config: ShardsConfig, advance=lambda n: None,

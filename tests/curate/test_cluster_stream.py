@@ -7,6 +7,8 @@ to 65,536 rows) and several chunks.
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from splitlm.core.parts import part_files
 from splitlm.curate.cluster.kmeans import KMeansConfig
 from splitlm.curate.cluster.stage import ClustersConfig, write_clusters
+from splitlm.curate.engine.run import Engine
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.router import EmbedderSpec
 
@@ -78,3 +81,26 @@ def test_every_window_is_assigned_once_in_order(vectors):
     plain = counts["plain_faiss"]
     assert (plain["on"], plain["rows"]) == ("fit sample", K * KMeansConfig().sample_per_centroid)
     assert sum(plain["sizes"]) == plain["rows"]
+
+
+class _CrashAfterFirst(Engine):
+    """The local engine, dying after the first task of a map finished (as a killed run would)."""
+
+    def map(self, fn, items, done=lambda i, r: None):
+        done(0, fn(*items[0]))
+        raise KeyboardInterrupt("killed")
+
+
+def test_an_interrupted_assignment_resumes_from_its_finished_parts(vectors):
+    config = ClustersConfig(kmeans=KMeansConfig(k=K, iters=5), part_rows=1)
+    out = vectors / "clusters-killed"
+    out.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        write_clusters(vectors, out, config, "corpus", engine=_CrashAfterFirst())
+    shutil.rmtree(out)  # the stage runner drops a failed stage's partial folder; the scratch stays
+    out.mkdir()
+    counts = write_clusters(vectors, out, config, "corpus")
+    assert [t["resumed"] for t in counts["tasks"]] == [True, False]
+    fresh, _ = cluster(vectors, "clusters-fresh", 65_536)
+    assert files(out) == files(fresh)
+    assert not (vectors / ".work").exists()  # the scratch is gone once the stage finished

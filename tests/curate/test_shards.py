@@ -243,3 +243,29 @@ def test_streaming_knobs_change_no_window(tmp_path, monkeypatch):
     small = write_run(tmp_path / "b")
     assert write_shards(small, small / "shards", ShardsConfig(val_max_docs=2, val_min_windows=0, copy_rows=1)) == counts
     assert shard_files(small) == shard_files(base)
+
+
+def test_an_interrupted_copy_resumes_from_its_finished_parts(tmp_path):
+    import shutil
+
+    from splitlm.curate.engine.run import Engine
+
+    class CrashAfterFirstCopy(Engine):  # the local engine, killed once the token copy's first part finished
+        def map(self, fn, items, done=lambda i, r: None):
+            result = fn(*items[0])
+            if fn.__name__ == "copy_part":
+                raise KeyboardInterrupt("killed")
+            return [result, *super().map(fn, items[1:])]
+
+    config = ShardsConfig(val_max_docs=2, val_min_windows=0)
+    run = write_run(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        write_shards(run, run / "shards", config, engine=CrashAfterFirstCopy())
+    shutil.rmtree(run / "shards")  # the stage runner drops a failed stage's partial folder; the scratch stays
+    counts = write_shards(run, run / "shards", config)
+    assert [t["resumed"] for t in counts["tasks"]] == [True]
+    fresh = write_run(tmp_path / "fresh")
+    write_shards(fresh, fresh / "shards", config)
+    same = [p.relative_to(run / "shards") for p in sorted((run / "shards").rglob("tokens.*"))]
+    assert same and all((run / "shards" / p).read_bytes() == (fresh / "shards" / p).read_bytes() for p in same)
+    assert not (run / ".work").exists()

@@ -4,7 +4,9 @@
 `assign_part` (one engine task per part, run anywhere that sees the run folder) reads its rows
 from the memory-mapped vectors `chunk` rows at a time, applies the router rule
 (`splitlm.curate.cluster.kmeans.assign`: argmin ||x - c||^2 + b_c, chunk-independent), and writes
-`assignments-XXXXX.parquet` (ASSIGNMENTS, row groups of `group_rows`) atomically. It returns the
+`assignments-XXXXX.parquet` (ASSIGNMENTS, row groups of `group_rows`) into its own scratch folder,
+finished by `done.json` written last, so a rerun after a crash redoes only the parts without one
+(the driver keys the scratch by the model and the vectors, so stale parts are never reused). It returns the
 part's cluster sizes, the float64 distance sum of each row group (the driver adds them in order,
 so the objective has the same bits on any engine), and the labels and distances of the
 comparison-sample rows that fall in the part.
@@ -13,7 +15,6 @@ comparison-sample rows that fall in the part.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,11 @@ import pyarrow.parquet as pq
 from splitlm.core.atomic import atomic_path
 from splitlm.curate.cluster.kmeans import assign
 from splitlm.curate.embed.stage import load_vectors
+from splitlm.curate.engine.groups import attempt, mark_done, read_done
 from splitlm.curate.rows import row_chunks
 from splitlm.schemas.tables import ASSIGNMENTS
+
+RESULT = "result.npz"  # a finished part's sizes, distance sums and sample rows (numbers only, no pickle)
 
 
 def part_name(part: int) -> str:
@@ -55,17 +59,24 @@ def row_distances(x_CD: np.ndarray, centroids_KD: np.ndarray, labels_C: np.ndarr
     return out
 
 
-def assign_part(run: str, out: str, part: int, lo: int, hi: int, centroids_KD: np.ndarray, biases_K: np.ndarray,
+def assign_part(run: str, scratch: str, part: int, lo: int, hi: int, centroids_KD: np.ndarray, biases_K: np.ndarray,
                 chunk: int, group_rows: int, sample_S: np.ndarray, labels_R: np.ndarray | None = None) -> dict[str, Any]:
-    """Assign rows [lo, hi) and write part `part`; `sample_S` are the comparison-sample row ids in [lo, hi).
-    `labels_R` (the rows' labels, already computed by the fit) skips the scoring; distances are computed here."""
+    """Assign rows [lo, hi) and write part `part` into `scratch/part-PPPPP/` (skipped when that is done);
+    `sample_S` are the comparison-sample row ids in [lo, hi). `labels_R` (the rows' labels, already
+    computed by the fit) skips the scoring; distances are computed here."""
+    folder = Path(scratch) / f"part-{part:05d}"
+    done = read_done(folder)
+    if done is not None:
+        with np.load(folder / RESULT, allow_pickle=False) as saved:
+            return {"part": part, "rows": hi - lo, "sizes": saved["sizes"], "group_sums": saved["group_sums"].tolist(),
+                    "sample_labels": saved["sample_labels"], "sample_dist": saved["sample_dist"],
+                    "pid": done["pid"], "resumed": True}
     x_ND = load_vectors(Path(run))
     k = len(centroids_KD)
     sizes_K = np.zeros(k, dtype=np.int64)
     group_sums: list[float] = []
     sample_labels, sample_dist = [], []
-    with atomic_path(Path(out) / part_name(part)) as tmp, \
-            pq.ParquetWriter(tmp, ASSIGNMENTS, compression="zstd") as writer:
+    with attempt(folder), pq.ParquetWriter(folder / part_name(part), ASSIGNMENTS, compression="zstd") as writer:
         for glo in range(lo, hi, group_rows):
             ghi = min(glo + group_rows, hi)
             labels, dists = [], []
@@ -85,6 +96,9 @@ def assign_part(run: str, out: str, part: int, lo: int, hi: int, centroids_KD: n
             mine = sample_S[(sample_S >= glo) & (sample_S < ghi)] - glo
             sample_labels.append(labels_G[mine])
             sample_dist.append(dist_G[mine])
-    return {"part": part, "rows": hi - lo, "sizes": sizes_K, "group_sums": group_sums,
-            "sample_labels": np.concatenate(sample_labels), "sample_dist": np.concatenate(sample_dist),
-            "pid": os.getpid()}
+    result = {"sizes": sizes_K, "group_sums": np.array(group_sums, np.float64),
+              "sample_labels": np.concatenate(sample_labels), "sample_dist": np.concatenate(sample_dist)}
+    with atomic_path(folder / RESULT) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **result)
+    done = mark_done(folder, {"part": part})  # last: the part counts as finished only now
+    return {**result, "group_sums": group_sums, "part": part, "rows": hi - lo, "pid": done["pid"], "resumed": False}

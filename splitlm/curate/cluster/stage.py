@@ -5,7 +5,8 @@ Writes `RUN/clusters/assignments-XXXXX.parquet` (ASSIGNMENTS, in window-id order
 `GROUP_ROWS`, a new part every `part_rows` rows), `router.safetensors` + `router.json`.
 Each part is one engine task (`splitlm.curate.cluster.assign_parts.assign_part`: under
 `--engine ray` a Ray task reading its row range of the memory-mapped vectors and writing its own
-part file); the driver plans the parts and adds their sizes and per-row-group distance sums in
+part file into `RUN/.work/clusters/<key>/`, where a rerun after a crash finds the finished ones); the
+driver plans the parts and adds their sizes and per-row-group distance sums in
 order, so every engine writes the same bytes and counts. `--capacity-eps` ranks every row's regret
 at once, so the capped rule stays one pass in the driver (`assign_with_capacity` keeps labels,
 distances and regrets: 12 bytes per window).
@@ -19,6 +20,7 @@ Plain `faiss.Kmeans` (same iterations) runs on the fit sample only, the same see
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from splitlm.core.errors import ConfigError
-from splitlm.curate.cluster.assign_parts import assign_part, part_size, plan_parts
+from splitlm.core.hashing import sha256_file, sha256_json
+from splitlm.core.stage import MANIFEST, work_dir
+from splitlm.curate.cluster.assign_parts import assign_part, part_name, part_size, plan_parts
 from splitlm.curate.cluster.faiss_ops import plain_faiss_kmeans
 from splitlm.curate.cluster.kmeans import (
     KMeansConfig,
@@ -40,6 +44,7 @@ from splitlm.curate.cluster.kmeans import (
 )
 from splitlm.curate.cluster.router import Router
 from splitlm.curate.embed.stage import load_vectors
+from splitlm.curate.engine.groups import link, remove_scratch
 from splitlm.curate.engine.run import Engine
 from splitlm.curate.rows import SlicedRows, take_rows
 from splitlm.schemas.manifest import StageManifest
@@ -176,7 +181,8 @@ def _assign_parts(run: Path, out: Path, model, config: ClustersConfig, n: int, s
     cfg = config.kmeans
     group_rows = GROUP_ROWS  # read at call time (a test shrinks it for several parts) and passed to the tasks
     parts = plan_parts(n, config.part_rows, group_rows)
-    items = [(str(run), str(out), p, lo, hi, model.centroids_KD, model.biases_K, cfg.chunk, group_rows,
+    scratch = _scratch(run, model, config, n, group_rows)
+    items = [(str(run), str(scratch), p, lo, hi, model.centroids_KD, model.biases_K, cfg.chunk, group_rows,
               sample_S[(sample_S >= lo) & (sample_S < hi)], None if labels_N is None else labels_N[lo:hi])
              for p, lo, hi in parts]
     results = engine.map(assign_part, items, lambda i, r: advance(r["rows"]))
@@ -187,7 +193,20 @@ def _assign_parts(run: Path, out: Path, model, config: ClustersConfig, n: int, s
             dist_sum += s
     sample_labels = np.concatenate([r["sample_labels"] for r in results])
     sample_dist = np.concatenate([r["sample_dist"] for r in results])
-    return sizes_K, dist_sum, sample_labels, sample_dist, [{"part": r["part"], "pid": r["pid"]} for r in results]
+    for p, _, _ in parts:  # the finished parts into the stage folder, then the scratch goes
+        link(scratch / f"part-{p:05d}" / part_name(p), out / part_name(p))
+    remove_scratch(scratch)
+    tasks = [{"part": r["part"], "pid": r["pid"], "resumed": r["resumed"]} for r in results]
+    return sizes_K, dist_sum, sample_labels, sample_dist, tasks
+
+
+def _scratch(run: Path, model, config: ClustersConfig, n: int, group_rows: int) -> Path:
+    """`RUN/.work/clusters/<key>/`: finished parts of an interrupted assignment, keyed by everything
+    that decides their bytes (the model, the vectors' manifest, the part plan), so a rerun reuses only
+    parts of this very assignment."""
+    key = sha256_json([hashlib.sha256(model.centroids_KD.tobytes() + model.biases_K.tobytes()).hexdigest(),
+                       sha256_file(run / "embeddings" / MANIFEST), n, config.part_rows, group_rows, ALGORITHM])
+    return work_dir(run, "clusters", key)
 
 
 def _comparison_sample(n: int, cfg: KMeansConfig) -> np.ndarray:

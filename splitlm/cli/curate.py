@@ -43,6 +43,8 @@ EmbedMode = Annotated[Optional[str], typer.Option(
     help="truncate (the first 256 word pieces) or mean (the whole window). Default: truncate for minilm, mean for static.")]
 Precision = Annotated[str, typer.Option(
     help="MiniLM's arithmetic: auto, fp32, bf16 (CPU with AMX/AVX512-BF16), fp16 (GPU), int8 (ONNX Runtime, CPU).")]
+RouterName = Annotated[str, typer.Option(
+    help="centroid (nearest biased centroid) or learned (a head on top, fitted on training-window prefixes).")]
 RayAddress = Annotated[Optional[str], typer.Option(
     help="Ray cluster to join with --engine ray (e.g. HEAD:6379, auto); default starts a local one.")]
 
@@ -67,6 +69,12 @@ def engine_options(engine: str, ray_address: str | None, ray_workers: int = 0):
     from splitlm.curate.engine.run import EngineConfig
 
     return EngineConfig(engine, ray_address, ray_workers)
+
+
+def routing_options(router: str, seed: int):
+    from splitlm.curate.routing.stage import RoutingConfig
+
+    return RoutingConfig(router=router, seed=seed)
 
 
 @app.command()
@@ -115,11 +123,10 @@ def cluster(
     embed_part_size: Annotated[int, typer.Option(help="Windows per resumable embedding part.")] = 512,
     engine: Engine = "local", ray_address: RayAddress = None, part_mb: PartMb = 256.0,
     ray_workers: Annotated[int, typer.Option(help="Embedder actors under Ray (0: one per CPU or GPU).")] = 0,
-    val_max_docs: ValMaxDocs = 10_000,
-    val_min_windows: ValMinWindows = 4,
+    val_max_docs: ValMaxDocs = 10_000, val_min_windows: ValMinWindows = 4,
     prefix_tokens: Annotated[int, typer.Option(help="Router prefix length in tokens (route, cards, eval use it).")] = 32,
-    seq_len: SeqLen = 2048,
-    tokenizer: Tokenizer = "gpt2",
+    router: RouterName = "centroid",
+    seq_len: SeqLen = 2048, tokenizer: Tokenizer = "gpt2",
     text_field: TextField = "text",
     id_field: IdField = "id",
     domain_field: DomainField = None,
@@ -148,6 +155,7 @@ def cluster(
         clusters=ClustersConfig(KMeansConfig(k=k, iters=iters, seed=seed, sample_per_centroid=sample_per_centroid,
                                              capacity_eps=capacity_eps), prefix_tokens=prefix_tokens),
         shards=ShardsConfig(val_max_docs=val_max_docs, val_min_windows=val_min_windows),
+        routing=routing_options(router, seed),
     )
     engine_config = engine_options(engine, ray_address, ray_workers)
     tables.print_cluster_summary(run_cluster(inputs, out, config, progress.RichProgress(), engine_config), out)
@@ -163,14 +171,18 @@ def route(
     text_field: TextField = "text",
     id_field: IdField = "id",
     batch_size: Annotated[int, typer.Option(help="Documents routed per batch.")] = 256,
+    min_confidence: Annotated[Optional[float], typer.Option(
+        help="Mark rows whose calibrated probability is below this with fallback: mixture.")] = None,
 ) -> None:
     """Route documents to clusters by their prefix, with the run's router."""
     from splitlm.curate.ingest import IngestConfig
     from splitlm.curate.route import route_documents
 
     counts = route_documents(run_dir, inputs, out, IngestConfig(text_field=text_field, id_field=id_field),
-                             prefix_tokens, batch_size)
-    typer.echo(f"routed {counts['routed']:,} documents ({counts['rejected']:,} rejected rows, each with its reason) -> {out}")
+                             prefix_tokens, batch_size, min_confidence)
+    fallback = f", {counts['fallback']:,} below --min-confidence -> fallback mixture" if min_confidence else ""
+    typer.echo(f"routed {counts['routed']:,} documents ({counts['rejected']:,} rejected rows, each with its reason"
+               f"{fallback}) -> {out}")
 
 
 @app.command()

@@ -1,7 +1,7 @@
 """The curation pipeline: a list of stages, each a folder under RUN joined only through files.
 
     documents (ingest) -> dedup -> windows            `curate windows`
-      -> embeddings -> clusters -> shards -> cards     `curate cluster`
+      -> embeddings -> clusters -> shards -> routing -> cards     `curate cluster`
 
 Each stage is per-part maps (run anywhere, in any order, retried one at a time; `--engine ray`
 runs them as Ray tasks or actors) and named barriers (need the whole corpus; cheap and streaming):
@@ -13,6 +13,7 @@ runs them as Ray tasks or actors) and named barriers (need the whole corpus; che
     embeddings   MiniLM over one part of windows         -
     clusters     assign one part of rows (its own file)  the k-means fit on a sample; the cap, if set
     shards       copy one token part to cluster pieces   validation cap and floor; merging a cluster's pieces
+    routing      -                                       embed training prefixes, fit temperatures (+ head)
     cards        statistics read part by part            -
 
 Each stage is skipped when its folder's manifest matches its config, algorithm version and input
@@ -41,6 +42,7 @@ from splitlm.curate.cluster import stage as cluster_stage
 from splitlm.curate.embed import stage as embed_stage
 from splitlm.curate.engine import stages
 from splitlm.curate.engine.run import Engine, EngineConfig
+from splitlm.curate.routing import stage as routing_stage
 from splitlm.curate.stage import run_with_progress as _stage
 from splitlm.schemas.layout import RunLayout
 from splitlm.schemas.manifest import StageManifest
@@ -63,6 +65,7 @@ class ClusterRunConfig:
     embeddings: embed_stage.EmbeddingsConfig = field(default_factory=embed_stage.EmbeddingsConfig)
     clusters: cluster_stage.ClustersConfig = field(default_factory=cluster_stage.ClustersConfig)
     shards: shards.ShardsConfig = field(default_factory=shards.ShardsConfig)
+    routing: routing_stage.RoutingConfig = field(default_factory=routing_stage.RoutingConfig)
     cards: cards.CardsConfig = field(default_factory=cards.CardsConfig)
 
 
@@ -180,13 +183,19 @@ def _cluster_stages(run: Path, config: ClusterRunConfig, summary: RunSummary, pr
                    sha256_json([clusters.output_fingerprint, up["windows"].output_fingerprint]),
                    lambda out, adv: shards.write_shards(run, out, config.shards, adv, eng), progress,
                    algorithm=shards.ALGORITHM, total=summary.windows)
+    # routing reads the shards' training windows and the clusters router; cards route with what it fits
+    route_fp = sha256_json([shard.output_fingerprint, clusters.output_fingerprint, up["windows"].output_fingerprint])
+    route = _stage(run, "routing", config.routing, route_fp,
+                   lambda out, adv: routing_stage.write_routing(run, out, config.routing, adv), progress,
+                   algorithm=routing_stage.ALGORITHM, versions=("torch", "scipy", "safetensors"))
     provenance = {"config_hash": sha256_json(canonical(config)), "corpus_fingerprint": corpus,
                   # field order fixed by the spec, whether the stage ran now or was read back from disk
                   "embedder": EmbedderSpec(**emb.counts["embedder"]).model_dump(), "tokenizer": summary.tokenizer,
                   "versions": library_versions("torch", "transformers", "sentence-transformers", "faiss-cpu",
                                                "tokenizers")}
     _stage(run, "cards", {"cards": canonical(config.cards), "provenance": provenance},
-           sha256_json([shard.output_fingerprint, clusters.output_fingerprint, up["dedup"].output_fingerprint]),
+           sha256_json([shard.output_fingerprint, clusters.output_fingerprint, up["dedup"].output_fingerprint,
+                        route.output_fingerprint]),
            lambda out, adv: card_markdown.write_cards(cards.build_cards(run, config.cards, provenance), clusters.counts,
                                                       out),
            progress, algorithm=cards.ALGORITHM, total=k)

@@ -1,0 +1,122 @@
+"""The learned router: fitted by the routing stage on training windows only, saved without pickle,
+reloaded in a fresh process by `curate route`, deterministic, and blind to shard assignment.
+
+Two small runs of the demo slice with the static embedder (fast on CPU), one per `--router`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from splitlm.core.cache import cache_dir
+from splitlm.curate.embed.config import EmbedConfig
+from splitlm.curate.embed.static import provision_static
+from splitlm.curate.routing.files import HEAD, load_routing
+from splitlm.curate.routing.folds import blocked_folds
+from splitlm.curate.routing.stage import RoutingConfig, fit_routing, training_windows
+from splitlm.schemas.manifest import StageManifest
+from tests.curate.test_contracts import DOMAINS, WORDS, cluster_config, demo_slice
+
+CURATE_BIN = Path(sys.executable).parent / "curate"
+
+
+def _config(router: str):
+    return replace(cluster_config(embed=EmbedConfig(name="static")), routing=RoutingConfig(router=router))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    from splitlm.curate.pipeline import run_cluster
+
+    provision_static(cache_dir())
+    base = tmp_path_factory.mktemp("learned")
+    corpus = demo_slice(base / "demo.jsonl", DOMAINS, WORDS)
+    out = {}
+    for router in ("centroid", "learned"):
+        out[router] = base / router
+        run_cluster([corpus], out[router], _config(router))
+    return out
+
+
+def test_the_head_never_changes_shards(runs):
+    parts = {r: StageManifest.read(run / "shards").parts for r, run in runs.items()}
+    assert parts["centroid"] == parts["learned"] and parts["centroid"]
+    assert (runs["learned"] / "routing" / HEAD).exists() and not (runs["centroid"] / "routing" / HEAD).exists()
+
+
+def test_the_routing_stage_fits_on_training_windows_only(runs):
+    from splitlm.curate.shards import read_labels
+    from splitlm.curate.window_columns import read_window_columns
+
+    run = runs["learned"]
+    counts = StageManifest.read(run / "routing").counts
+    ids, labels = training_windows(run, 3)
+    val = set()
+    for c in range(3):
+        import pyarrow.parquet as pq
+
+        val |= set(pq.read_table(run / "shards" / f"cluster-{c:02d}" / "val" / "index.parquet")
+                   .column("window_id").to_pylist())
+    assert val and val.isdisjoint(ids.tolist())
+    assert counts["windows_train"] == len(ids) == counts["windows_used"] + counts["windows_not_sampled"]
+    assert len(ids) + len(val) <= len(read_window_columns(run).is_val_N)
+    np.testing.assert_array_equal(labels, read_labels(run)[ids])  # the target is the window's shard
+    assert counts["prefixes"] == counts["texts_embedded"] + counts["prefixes_repeated"]
+
+
+def test_a_saved_learned_router_routes_a_held_out_prefix_in_a_fresh_process(runs, tmp_path):
+    run = runs["learned"]
+    unseen = demo_slice(tmp_path / "unseen.jsonl", {"code": 2, "wiki": 2}, WORDS, skip=DOMAINS["wiki"])
+    out = tmp_path / "routed.jsonl"
+    done = subprocess.run([str(CURATE_BIN), "route", str(run), str(unseen), "--out", str(out),
+                           "--min-confidence", "0.5"], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4
+    from splitlm.curate.cluster.router import Router
+
+    router = Router.load(run)
+    assert router.kind == "learned"
+    texts = [json.loads(line)["text"] for line in unseen.read_text().splitlines()]
+    here = router.route(texts)
+    for row, c, p, t in zip(rows, here.clusters, here.probability, here.top2):
+        assert row["router"] == "learned" and row["cluster"] == c and row["top2"] == t != c
+        assert abs(row["probability"] - float(p)) < 1e-5 and 0 < row["probability"] <= 1
+        assert ("fallback" in row) == (row["probability"] < 0.5)
+
+
+def test_the_head_is_deterministic_under_the_seed(runs):
+    from splitlm.curate.cluster.router import Router
+
+    run = runs["learned"]
+    router = Router.load(run, routing=False)
+    rng = np.random.default_rng(0)
+    x = {p: _unit(rng.normal(size=(300, router.embedder.dimension))) for p in (8, 32)}
+    labels = router.route_vectors(x[32]).clusters  # labels the head can learn
+    config = RoutingConfig(router="learned", prefix_lengths=(8, 32))
+    a, _ = fit_routing(x, labels, router, config, 32)
+    b, _ = fit_routing(x, labels, router, config, 32)
+    for name in ("weights_FK", "bias_K", "mean_F", "scale_F"):
+        assert getattr(a.head, name).tobytes() == getattr(b.head, name).tobytes(), name
+    assert a.balance_K.tobytes() == b.balance_K.tobytes() and a.spec == b.spec
+    loaded = load_routing(run / "routing", run / "clusters" / "router.safetensors")
+    assert loaded.spec.router == "learned" and loaded.head.weights_FK.dtype == np.float32
+
+
+def test_cross_validation_folds_never_share_a_window():
+    for n in (1, 63, 64, 1000, 5639):
+        fold_N = blocked_folds(n, folds=5, block=64, seed=0)
+        for f in range(5):
+            train, test = np.flatnonzero(fold_N != f), np.flatnonzero(fold_N == f)
+            assert np.intersect1d(train, test).size == 0 and len(train) + len(test) == n
+
+
+def _unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)

@@ -49,10 +49,10 @@ def test_temperatures_are_fitted_per_length_and_calibrate_the_route():
     x, y = {}, {}
     for i, (p, t) in enumerate(truth.items()):
         x[p], y[p] = _prefixes(router, 6000, t, 0.6, seed=i)
-    # one label per window, shared by its prefixes: fit on each length's own labels, as the stage would
-    for p in truth:
+    # each length on its own labels (drawn at its own temperature)
+    for p, t in truth.items():
         routing, _ = fit_routing({p: x[p]}, y[p], router, RoutingConfig(prefix_lengths=(p,)), p)
-        assert abs(routing.spec.centroid_temperatures[0] / truth[p] - 1) < 0.15
+        assert abs(routing.spec.centroid_temperatures[0] / t - 1) < 0.15
     spec = RoutingSpec(router="centroid", clusters_router_sha256="x", prefix_lengths=[8, 32],
                        centroid_temperatures=[0.4, 0.1], windows=1, seed=0)
     calibrated = Router(router.centroids_KD, router.biases_K, router.spec, routing=Routing(spec))

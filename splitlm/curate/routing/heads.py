@@ -5,16 +5,19 @@ lengths stacked together, so one head serves every length; the target is the win
 cluster (its shard). A head only routes: shard assignment never uses it.
 
 `LinearHead` is multinomial logistic regression with an L2 penalty, fitted full-batch by L-BFGS in
-float64 from zero weights, so the same rows give the same weights. Its columns are z-scored first
-(the column means and scales are part of the head): without that, L-BFGS crawls on features of
-very different scales (an embedding's coordinates are ~0.05, centroid scores ~1) and a 13k-row fit
-took minutes; z-scored, it converges in a few hundred cheap steps. Each step is two [N, F] x [F, K]
-products. Scores follow the router convention (lower is better): score = -logit, so `calibration`
-turns them into probabilities with a temperature like the centroid rule's.
+float64 from zero weights (its two big products in float32), so the same rows give the same
+weights. Its columns are z-scored first (the column means and scales are part of the head):
+without that, L-BFGS crawls on features of very different scales and a 13k-row fit took minutes;
+z-scored, 20k rows converge in ~40-100 steps (~8 s on one loaded core). Scores follow the router
+convention (lower is better): score = -logit, so `calibration` turns them into probabilities with
+a temperature like the centroid rule's.
 
-The hybrid features (`hybrid_features`) are the embedding followed by the centroid rule's K biased
-scores: the head starts from what the centroid rule knows and learns where to trust it, which beat
-a head on the embedding alone at every prefix length under blocked cross-validation.
+The routing stage fits a *residual* head: `prior_NK`, the centroid rule's logits `-s(x) / T0`, is
+added to the head's logits as a fixed offset, so the penalty pulls the head towards the centroid
+rule rather than towards a uniform guess. Under blocked 5-fold CV on 20 Newsgroups K=16 it beat
+the centroid rule at every prefix length (0.533 vs 0.484 at 32 tokens), where a head on the
+embedding alone lost at 128 tokens and one on [embedding, centroid scores] (`hybrid_features`)
+z-scored lost at 128 tokens too (0.728 vs 0.741).
 
 `balance_biases` fits one additive logit bias per cluster so that each cluster receives its share of
 routed prefixes (the same correction balanced k-means makes with its prices).
@@ -85,7 +88,9 @@ def fit_linear(x_NF: np.ndarray, labels_N: np.ndarray, k: int, l2: float = 1e-3,
     scale_F = x_NF.std(0)
     scale_F = np.where(scale_F > MIN_SCALE, scale_F, 1.0)
     mean_F, scale_F = mean_F.astype(np.float32), scale_F.astype(np.float32)  # what the head applies
-    z_NF = (x_NF - mean_F) / scale_F.astype(np.float64)
+    # the two big products run in float32 (half the memory traffic, ~1.6x faster; the same optimum
+    # to 4 digits on 20 Newsgroups); the softmax, loss and L-BFGS stay float64
+    z_NF = ((x_NF - mean_F) / scale_F.astype(np.float64)).astype(np.float32)
     z_FN = np.ascontiguousarray(z_NF.T)  # the gradient's product reads rows, not strided columns
     n, f = z_NF.shape
     onehot_NK = np.zeros((n, k))
@@ -94,13 +99,14 @@ def fit_linear(x_NF: np.ndarray, labels_N: np.ndarray, k: int, l2: float = 1e-3,
 
     def loss_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w_FK, b_K = theta[: f * k].reshape(f, k), theta[f * k :]
-        z_NK = z_NF @ w_FK + b_K + prior_NK
+        z_NK = (z_NF @ w_FK.astype(np.float32)).astype(np.float64) + b_K + prior_NK
         z_NK -= z_NK.max(axis=1, keepdims=True)
         p_NK = np.exp(z_NK)
         p_NK /= p_NK.sum(axis=1, keepdims=True)
         loss = -np.mean(np.log(np.maximum((p_NK * onehot_NK).sum(1), 1e-300))) + 0.5 * l2 * (w_FK**2).sum()
         g_NK = (p_NK - onehot_NK) / n
-        return loss, np.concatenate([(z_FN @ g_NK + l2 * w_FK).ravel(), g_NK.sum(0)])
+        grad_FK = (z_FN @ g_NK.astype(np.float32)).astype(np.float64) + l2 * w_FK
+        return loss, np.concatenate([grad_FK.ravel(), g_NK.sum(0)])
 
     result = minimize(loss_and_grad, np.zeros(f * k + k), jac=True, method="L-BFGS-B",
                       options={"maxiter": max_steps})

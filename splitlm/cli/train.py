@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from splitlm.cli import train_scaling, train_split
+from splitlm.cli import train_phonebook, train_scaling, train_split
 from splitlm.cli._run import run
 
 app = typer.Typer(help="Train split models and fit the split scaling law.", no_args_is_help=True)
@@ -18,6 +18,7 @@ def _group() -> None:
     """Train split models and fit the split scaling law."""
 
 
+train_phonebook.register(app)
 train_scaling.register(app)
 train_split.register(app)
 

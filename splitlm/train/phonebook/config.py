@@ -1,0 +1,112 @@
+"""The phonebook sweep's settings (light: no torch), checked when made, and the named presets.
+
+`limited` and `sufficient` are the paper's two budgets (Fig. 2a, 2b) at CPU scale, sizes found by
+measurement (see the README's Evaluate section); `paper` gives Sec. 3.2's own sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from splitlm.core.errors import ConfigError
+from splitlm.train import flags, models
+
+CPU_SIZE = models.ModelSize("phonebook-cpu", 2, 4, 64, lr=3e-3, weight_decay=0.01, clip=1.0)
+"""The CPU-scale memoriser (~0.1M parameters): small enough that two clusters of facts press on its
+capacity within a budget a 2-core CPU trains in minutes. Registered in `models.SIZES` when this
+module is imported (the sweep's worker processes import it too, see `sweep.train_job`)."""
+models.SIZES.setdefault(CPU_SIZE.name, CPU_SIZE)
+
+
+@dataclass(frozen=True)
+class PhonebookConfig:
+    """Everything that defines a sweep; a rerun into the same DIR must match it."""
+
+    facts: int
+    """Facts per cluster."""
+    size: str
+    """Model size (`models.SIZES`)."""
+    batch_size: int
+    """Facts per step."""
+    total_steps: int
+    """T: pretraining plus both branches."""
+    warmup_steps: int
+    """Linear warmup of the pretraining run (and, scaled, of a branch from step 0)."""
+    fractions: tuple[float, ...]
+    """Shares of T spent pretraining on both clusters; must include 0 and 1."""
+    alphas: tuple[float, ...] = (0.0, 0.5, 1.0)
+    """Overlaps |c0 & c1| / facts."""
+    budget: str = "limited"
+    """`limited` or `sufficient`: the name of the budget (the plot's title)."""
+    seed: int = 0
+    """Seeds the facts, the initial weights and the data order."""
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        flags.number("--facts", self.facts, least=1)
+        flags.number("--batch-size", self.batch_size, least=1)
+        flags.number("--steps", self.total_steps, least=2)
+        flags.number("--warmup-steps", self.warmup_steps, least=0)
+        flags.number("--seed", self.seed, least=0)
+        models.get_size(self.size)
+        for f in self.fractions:
+            flags.number("--fractions", f, least=0)
+            if f > 1:
+                raise ConfigError(f"--fractions {f:g}: a fraction of the budget is at most 1")
+        if 0 not in self.fractions or 1 not in self.fractions:
+            raise ConfigError("--fractions: include 0 and 1 (the two endpoints of Fig. 2)")
+        for a in self.alphas:
+            if not 0 <= a <= 1:
+                raise ConfigError(f"--alphas {a:g}: an overlap is between 0 and 1")
+        for f in self.fractions:
+            if f < 1 and (self.total_steps - round(f * self.total_steps)) // 2 < 1:
+                raise ConfigError(
+                    f"--fractions {f:g}: leaves under one step per branch of --steps {self.total_steps}"
+                )
+
+    def split_steps_tokens(self, tokens_per_step: int) -> tuple[int, ...]:
+        """Split points (in tokens) of the fractions below 1."""
+        return tuple(round(f * self.total_steps) * tokens_per_step for f in self.fractions if f < 1)
+
+
+# CPU presets: found by measurement (see the README's Evaluate section). `paper`: Sec. 3.2's sizes
+# (6 layers, 8 heads, 256 wide, lr 1e-4 = models.SIZES["phonebook"]; 80,000 facts, batch 640,
+# 20,000 warmup; 100k / 200k steps).
+FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+PRESETS = {
+    ("cpu", "limited"): {
+        "facts": 300,
+        "size": "phonebook-cpu",
+        "batch_size": 32,
+        "total_steps": 1600,
+        "warmup_steps": 160,
+    },
+    ("cpu", "sufficient"): {
+        "facts": 300,
+        "size": "phonebook-cpu",
+        "batch_size": 32,
+        "total_steps": 3200,
+        "warmup_steps": 160,
+    },
+    ("paper", "limited"): {
+        "facts": 80_000,
+        "size": "phonebook",
+        "batch_size": 640,
+        "total_steps": 100_000,
+        "warmup_steps": 20_000,
+    },
+    ("paper", "sufficient"): {
+        "facts": 80_000,
+        "size": "phonebook",
+        "batch_size": 640,
+        "total_steps": 200_000,
+        "warmup_steps": 20_000,
+    },
+}
+
+
+def preset(scale: str, budget: str, seed: int = 0) -> PhonebookConfig:
+    """The config of a named preset: scale `cpu` or `paper`, budget `limited` or `sufficient`."""
+    if (scale, budget) not in PRESETS:
+        raise ConfigError(f"--budget {budget}: choose limited or sufficient")
+    return PhonebookConfig(**PRESETS[scale, budget], fractions=FRACTIONS, budget=budget, seed=seed)

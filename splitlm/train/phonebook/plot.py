@@ -1,0 +1,50 @@
+"""`phonebook.csv` and the Fig. 2-like plot, both written atomically and byte-stable for a seed."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from splitlm.core.atomic import atomic_path, atomic_write_text
+
+CSV_COLUMNS = ("alpha", "budget", "pt_fraction", "accuracy")
+"""Scripts read these names."""
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(
+            {
+                "alpha": f"{r['alpha']:g}",
+                "budget": r["budget"],
+                "pt_fraction": f"{r['pt_fraction']:g}",
+                "accuracy": f"{r['accuracy']:.6f}",
+            }
+        )
+    atomic_write_text(path, buf.getvalue())
+
+
+def write_plot(path: Path, rows: list[dict], title: str) -> None:
+    """Average fact accuracy vs % of the total steps spent pretraining, one curve per alpha (Fig. 2)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for alpha in sorted({r["alpha"] for r in rows}):
+        pts = sorted((r["pt_fraction"], r["accuracy"]) for r in rows if r["alpha"] == alpha)
+        ax.plot([100 * f for f, _ in pts], [a for _, a in pts], marker="o", label=f"{100 * alpha:g}% overlap")
+    ax.set(
+        xlabel="% of total steps as pretraining", ylabel="avg fact accuracy", ylim=(-0.03, 1.03), title=title
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
+    plt.close(fig)

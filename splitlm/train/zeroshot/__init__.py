@@ -1,0 +1,1 @@
+"""Routed zero-shot QA (`train zeroshot`): tasks and templates, data, scoring, report."""

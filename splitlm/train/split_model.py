@@ -160,6 +160,9 @@ class SplitModel:
         if not (folder / checkpoint.WEIGHTS).exists():
             raise ConfigError(f"{folder}: no finished branch (trained with --clusters?); a text routed to it "
                               "cannot be scored; train that branch with `train split`")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # one "Loading weights" bar per branch otherwise
         model = checkpoint.load(folder).eval()
         self.loads += 1
         self._loaded[c] = model

@@ -152,3 +152,19 @@ def test_pretrained_only_and_generate(routed):
     c = int(split.route(["Once upon a time"])[0])
     split.generate("Once upon a time", max_new_tokens=4)
     assert split.loaded == [c]
+
+
+def test_the_routing_stage_is_copied_when_the_run_has_one(routed, tmp_path):
+    run, _ = routed
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, copy_function=os.link)
+    (copy / "routing").mkdir()
+    (copy / "routing" / "routing.json").write_text("{}\n")
+    (copy / "routing" / "head.safetensors").write_bytes(b"head")
+    (copy / "routing" / "manifest.json").write_text("{}\n")  # a finished stage has its manifest
+    folder = copy_router(copy, tmp_path / "train")
+    record = json.loads((folder / "copied.json").read_text())
+    assert {"routing/routing.json", "routing/head.safetensors", "routing/manifest.json"} <= set(record["files"])
+    assert (folder / "routing" / "head.safetensors").read_bytes() == b"head"
+    (copy / "routing" / "manifest.json").unlink()  # an unfinished routing stage is not copied
+    assert not (copy_router(copy, tmp_path / "train") / "routing").exists()

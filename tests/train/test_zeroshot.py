@@ -177,3 +177,30 @@ def test_train_zeroshot_writes_three_models_and_matches_an_independent_scorer(ro
         got = next(r for r in rows if r["task"] == name and r["model"] == "pretrained")
         assert abs(100 * float(got["acc"]) - 100 * acc) <= 0.5, name
         assert abs(100 * float(got["acc_norm"]) - 100 * norm) <= 0.5, name
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(routed_train, monkeypatch):
+    from splitlm.train.zeroshot import run
+
+    questions = run.load_questions(zeroshot_path(), [tasks.TASKS["arc_easy"], tasks.TASKS["piqa"]], 2)
+    work = routed_train / "zeroshot" / ".work"
+    shutil.rmtree(work, ignore_errors=True)
+    real, calls = score.choice_logprobs, []
+
+    def counting(model, qs, branch, stop_at=None):
+        calls.append(branch)
+        if stop_at is not None and len(calls) == stop_at:
+            raise KeyboardInterrupt
+        return real(model, qs, branch)
+
+    monkeypatch.setattr(score, "choice_logprobs", lambda m, q, b: counting(m, q, b, stop_at=3))
+    with pytest.raises(KeyboardInterrupt):
+        run.evaluate(routed_train, questions, [SPLIT_AT], log=lambda _: None)
+    assert len(list(work.glob("*.npy"))) == 2  # the two finished passes
+    calls.clear()
+    monkeypatch.setattr(score, "choice_logprobs", lambda m, q, b: counting(m, q, b))
+    resumed = run.evaluate(routed_train, questions, [SPLIT_AT], log=lambda _: None)
+    assert len(calls) == 2 + 3 * 2 - 2  # pretrained x 2 tasks + 3 branches x 2 tasks, minus the saved two
+    shutil.rmtree(work)
+    assert run.evaluate(routed_train, questions, [SPLIT_AT], log=lambda _: None) == resumed
+    shutil.rmtree(work)

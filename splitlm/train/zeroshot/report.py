@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 from pathlib import Path
 
 from splitlm.core.atomic import atomic_path, atomic_write_text
@@ -77,4 +78,5 @@ def write(folder: Path, rows: list[dict], routing: list[dict]) -> dict[str, Path
     atomic_write_text(paths["table"], markdown(rows))
     _plot(rows, paths["plot"])
     atomic_write_text(paths["results"], _csv(rows, COLUMNS))  # last: its presence means the report is complete
+    shutil.rmtree(folder / ".work", ignore_errors=True)  # the resumable scratch of `run.evaluate`
     return paths

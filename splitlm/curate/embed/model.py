@@ -18,10 +18,11 @@ Backends, by `precision`: `fp32`, `bf16`, `fp16` run the torch backbone in that 
 the int8 ONNX Runtime graph `splitlm assets` builds from the same weights (`onnx.py`), CPU only, with
 the same tokenisation, batching, pooling and normalisation. `auto` (`resolve_precision`) picks bf16
 where the hardware has native bf16 (AMX/AVX512-BF16 CPUs, most GPUs: cosine >= 0.9999 to fp32 and
-2-5x faster there), else fp32. It never picks int8: on a 2-core AVX2 EPYC (no VNNI, no bf16) int8
-was 1.26x plain encode (fp32: 1.04x), its cosine to fp32 fell to 0.980 on 20 Newsgroups windows, and
-balanced k-means (K=16) refitted on its vectors agreed with fp32's on 79.6% of the 5,639 windows
-(98.4% with fp32's centroids kept), short of the 0.99 and 98% bars; int8 stays an explicit choice.
+2-5x faster there), else fp32. It never picks int8: on a 2-core AVX2 EPYC (no VNNI, no bf16) the
+int8 graph (attention fused and int8, feed-forward outputs fp32) runs at about 1.5x plain encode
+(fp32: 1.04x) with min cosine 0.989-0.991 to fp32 and 96.8-99.1% of 20 Newsgroups windows keeping
+fp32's shard (samples of 300-600 windows); quantising every layer reaches 1.6-1.9x at min cosine
+0.98. Both miss the 2x, 0.99 and 98% bars; int8 stays an explicit choice.
 """
 
 from __future__ import annotations

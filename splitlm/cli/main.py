@@ -20,16 +20,17 @@ def assets(
     cache: Annotated[Optional[Path], typer.Option(help="Asset cache folder (default: $SPLITLM_CACHE or ~/.cache/splitlm).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Only verify; do not download.")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Also build the int8 MiniLM graph (for --precision int8).")] = False,
-    path: Annotated[Optional[str], typer.Option(help="Print only this asset's path: gpt2, demo, static or int8.")] = None,
+    path: Annotated[Optional[str], typer.Option(help="Print only this asset's path: gpt2, demo, static, int8 or zeroshot.")] = None,
 ) -> None:
     """Provision the offline assets: GPT-2 tokenizer, demo corpus, static embedder (distilled); int8 MiniLM on request."""
     from splitlm import assets as assets_mod
 
     paths = assets_mod.provision(cache, check_only=check or path is not None, int8=int8 or path == "int8")
     if path is not None:
-        names = {"gpt2": "gpt2 tokenizer", "demo": "demo corpus", "static": "static embedder", "int8": "int8 MiniLM"}
+        names = {"gpt2": "gpt2 tokenizer", "demo": "demo corpus", "static": "static embedder", "int8": "int8 MiniLM",
+                 "zeroshot": "zero-shot data"}
         if path not in names:
-            raise typer.BadParameter(f"--path takes gpt2, demo, static or int8, got {path!r}")
+            raise typer.BadParameter(f"--path takes gpt2, demo, static, int8 or zeroshot, got {path!r}")
         typer.echo(paths[names[path]])
         return
     for name, target in paths.items():

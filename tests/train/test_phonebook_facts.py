@@ -18,7 +18,13 @@ def test_clusters_share_alpha_of_their_facts_and_names_are_distinct(alpha):
     names = {r[1 : F.PROMPT - 1].tobytes() for r in np.concatenate([c0, c1])}
     assert len(names) == 80 - len(shared)  # one number per name
     text = F.decode(c0[0])
-    assert text[0] == "\n" and text[7] == "|" and text[1:7].isalpha() and text[8:].isdigit() and len(text[8:]) == 22
+    assert (
+        text[0] == "\n"
+        and text[7] == "|"
+        and text[1:7].isalpha()
+        and text[8:].isdigit()
+        and len(text[8:]) == 22
+    )
 
 
 def test_the_seed_fixes_the_facts():
@@ -37,9 +43,15 @@ def test_written_run_opens_as_a_curated_run(tmp_path):
             assert np.array_equal(np.asarray(open_shard(tmp_path / "run", k, split, info)[:]), clusters[k])
 
 
-@pytest.mark.parametrize("change, flag", [({"fractions": (0.2, 1.0)}, "--fractions"),
-                                          ({"fractions": (0.0, 1.5, 1.0)}, "--fractions"),
-                                          ({"alphas": (2.0,)}, "--alphas"), ({"facts": 0}, "--facts")])
+@pytest.mark.parametrize(
+    "change, flag",
+    [
+        ({"fractions": (0.2, 1.0)}, "--fractions"),
+        ({"fractions": (0.0, 1.5, 1.0)}, "--fractions"),
+        ({"alphas": (2.0,)}, "--alphas"),
+        ({"facts": 0}, "--facts"),
+    ],
+)
 def test_bad_settings_are_refused_with_the_flag(change, flag):
     from dataclasses import asdict
 

@@ -19,7 +19,9 @@ def _greedy_numbers(model, prompts: torch.Tensor) -> torch.Tensor:
 
 
 def test_teacher_forced_score_is_greedy_exact_match():
-    model = models.build_model(models.build_config(CPU_SIZE, "gpt2", len(F.VOCAB), F.EOS, F.WIDTH), seed=1).eval()
+    model = models.build_model(
+        models.build_config(CPU_SIZE, "gpt2", len(F.VOCAB), F.EOS, F.WIDTH), seed=1
+    ).eval()
     facts = F.make_facts(40, 0.0, seed=5)[0]
     greedy = _greedy_numbers(model, torch.from_numpy(facts[:, : F.PROMPT])).numpy()
     # The first 15 facts get the model's own greedy number (right by construction), the rest

@@ -32,6 +32,9 @@ def fact_accuracy(model, facts: np.ndarray, batch_size: int = 1024) -> float:
 def score_sweep(cfg, plans) -> list[dict]:
     """One row per (alpha, fraction): accuracy averaged over the two clusters, each scored by its
     own branch (f < 1) or by the pretraining run at T steps (f = 1)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per model otherwise
     rows = []
     for alpha, (run, pretrain, branches) in plans.items():
         info = read_run(run)

@@ -21,7 +21,7 @@ from splitlm.schemas.layout import STAGES, RunLayout
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.tokens import TokenArray, parts_digest
 
-OPTIONAL = ("inspect",)  # stages a finished run may or may not have
+OPTIONAL = ("routing", "inspect")  # stages a finished run may or may not have
 
 
 @dataclass

@@ -167,15 +167,15 @@ def test_changing_k_reruns_clusters_onwards_not_embeddings(run, corpus, tmp_path
     assert sorted(p.name for p in (copy / "shards").glob("cluster-*")) == ["cluster-00", "cluster-01"]
     assert sorted(p.name for p in (copy / "cards").glob("cluster-*.json")) == ["cluster-00.json", "cluster-01.json"]
     assert set(assignments(copy)) == {0, 1}
-    for stage in ("clusters", "shards", "cards"):
+    for stage in ("clusters", "shards", "routing", "cards"):
         assert StageManifest.read(copy / stage).config_hash != StageManifest.read(run / stage).config_hash or \
             StageManifest.read(copy / stage).input_fingerprint != StageManifest.read(run / stage).input_fingerprint
-    # and with nothing changed, all seven stages are skipped
+    # and with nothing changed, all eight stages are skipped
     again = Progress()
     run_cluster([corpus], copy, replace(cluster_config(), clusters=ClustersConfig(
         kmeans=KMeansConfig(k=2), prefix_tokens=PREFIX)), again)
     assert again.notes == [SKIPPED.format(s) for s in
-                           ("documents", "dedup", "windows", "embeddings", "clusters", "shards", "cards")]
+                           ("documents", "dedup", "windows", "embeddings", "clusters", "shards", "routing", "cards")]
 
 
 def test_dedup_algorithm_bump_reruns_dedup_only(tmp_path, monkeypatch):

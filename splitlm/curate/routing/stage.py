@@ -45,7 +45,7 @@ from splitlm.schemas.tokens import TokenArray
 ALGORITHM = 1  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
 EMBED_BLOCK = 1024  # distinct prefix texts per embedder call
 READ_BLOCK = 2048  # windows read per token slice
-CENTROID_WINDOWS = 4_000  # windows sampled when only temperatures are fitted
+CENTROID_WINDOWS = 1_000  # windows sampled when only temperatures are fitted (one scalar per length)
 SHARE_RANGE = (0.5, 1.5)  # routed share per cluster, in units of 1/K, left alone by the balance biases
 BALANCE_MIN_PER_CLUSTER = 200  # held-out windows a cluster below which shares are noise: no balance biases
 

@@ -69,6 +69,9 @@ def test_report_files_and_routing_rise_with_prefix_length(run):
         assert (folder / name).stat().st_size > 0, name
     rows = read_csv(folder / "routing_recall.csv")
     assert {"prefix_tokens", "r_at_1", "r_at_5", "route_top1", "route_top3"} <= set(rows[0])
+    # issue 11's columns: a centroid run has no learned router, and its calibration error is a share
+    assert all(r["learned_top1"] == r["learned_top3"] == r["learned_ece"] == "" for r in rows)
+    assert all(0 <= float(r["centroid_ece"]) <= 1 for r in rows)
     assert [int(r["prefix_tokens"]) for r in rows] == list(PREFIXES)
     windows = json.loads((run / "manifest.json").read_text())["windows"]
     assert all(int(r["windows"]) == windows for r in rows)  # --split all, default --sample 10,000: every window

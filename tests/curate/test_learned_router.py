@@ -120,3 +120,30 @@ def test_cross_validation_folds_never_share_a_window():
 
 def _unit(x):
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_inspect_measures_both_routers_on_the_same_windows(runs):
+    """routing_recall's learned_* columns are the learned router's answers; centroid runs leave them empty."""
+    from splitlm.curate.cluster.router import Router
+    from splitlm.curate.embed.stage import load_vectors
+    from splitlm.curate.inspect.routing import prefix_routing, sample_windows
+    from splitlm.curate.shards import read_labels
+    from splitlm.curate.window_columns import read_window_columns
+    from splitlm.schemas.tokens import TokenArray
+
+    rows = {}
+    for kind, run in runs.items():
+        router = Router.load(run)
+        labels = read_labels(run)
+        ids = sample_windows(read_window_columns(run).is_val_N, "all", 10_000, 0)
+        stats = prefix_routing(router, TokenArray(run / "windows"), load_vectors(run), labels, ids, (8, 32))
+        rows[kind] = stats.rows
+        if kind == "learned":  # top-1 is exactly the learned router's answer on the same prefixes
+            texts = router.tokenizer.decode_batch(TokenArray(run / "windows")[ids][:, :32])
+            chosen = router.route_vectors(router.embedder.encode(texts), 32).clusters
+            assert abs(stats.row(32).learned_top1 - float(np.mean(chosen == labels[ids]))) <= 1 / len(ids) + 1e-9
+    assert all(r.learned_top1 is None and r.learned_ece is None for r in rows["centroid"])
+    for r in rows["learned"]:
+        assert 0 <= r.learned_top1 <= r.learned_top3 <= 1 and 0 <= r.learned_ece <= 1
+    for r in rows["centroid"] + rows["learned"]:
+        assert 0 <= r.centroid_ece <= 1

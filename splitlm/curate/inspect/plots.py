@@ -75,8 +75,11 @@ def plot_routing(rows: list[PrefixRow], k: int, split: str, router_prefix: int, 
         ax.plot(paper, [PAPER_TABLE5[p][1] for p in paper], "--", color="0.75", lw=1.4, label="paper Table 5 R@5")
     curves = (("r_at_1", "R@1: full window retrieved first", "C0", "o"),
               ("r_at_5", "R@5: full window in top 5", "C0", "s"),
-              ("route_top1", "routed to own cluster (top-1)", "C3", "o"),
-              ("route_top3", "own cluster in top-3", "C3", "s"))
+              ("route_top1", "centroid rule: own cluster (top-1)", "C3", "o"),
+              ("route_top3", "centroid rule: own cluster in top-3", "C3", "s"))
+    if rows and rows[0].learned_top1 is not None:  # the run's learned router, drawn beside the centroid rule
+        curves += (("learned_top1", "learned router: own cluster (top-1)", "C2", "o"),
+                   ("learned_top3", "learned router: own cluster in top-3", "C2", "s"))
     for attr, label, color, marker in curves:
         style = "-" if attr.endswith(("1", "top1")) else "--"
         ax.plot(ps, [getattr(r, attr) for r in rows], style, color=color, marker=marker, ms=4, label=label)

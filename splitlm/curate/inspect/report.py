@@ -22,7 +22,7 @@ from splitlm.curate.inspect.similarity import Pair, SimilarityStats
 from splitlm.schemas.layout import cluster_name, cluster_number
 
 ROUTING_COLUMNS = ("prefix_tokens", "windows", "distinct_prefixes", "r_at_1", "r_at_5", "route_top1", "route_top3",
-                   "paper_r_at_1", "paper_r_at_5")
+                   "paper_r_at_1", "paper_r_at_5", "learned_top1", "learned_top3", "learned_ece", "centroid_ece")
 
 
 def domains_from(summary: dict[str, Any]) -> DomainStats:
@@ -66,7 +66,8 @@ def render_files(summary: dict[str, Any], out: Path) -> None:
     paper = {p: PAPER_TABLE5.get(p, (None, None)) for p in (r.prefix_tokens for r in rows)}
     (out / "routing_recall.csv").write_text(_csv(list(ROUTING_COLUMNS), [
         [r.prefix_tokens, r.windows, r.distinct_prefixes, _f(r.r_at_1), _f(r.r_at_5), _f(r.route_top1),
-         _f(r.route_top3), _f(paper[r.prefix_tokens][0]), _f(paper[r.prefix_tokens][1])] for r in rows]))
+         _f(r.route_top3), _f(paper[r.prefix_tokens][0]), _f(paper[r.prefix_tokens][1]), _f(r.learned_top1),
+         _f(r.learned_top3), _f(r.learned_ece), _f(r.centroid_ece)] for r in rows]))
     (out / "similarity.csv").write_text(_csv(["cluster", *names], [
         [names[c], *(_f(v) for v in sim.cos_KK[c])] for c in range(k)]))
     (out / "pairs.csv").write_text(_csv(["similarity", "reference", "partner", "cosine", "clusters"], [
@@ -145,13 +146,19 @@ def _routing_section(rows: list[PrefixRow], summary: dict[str, Any]) -> list[str
              f"{summary['routing']['texts_embedded']:,} distinct prefixes were embedded; "
              f"{summary['routing'].get('vectors_reused', 0):,} prefixes whose first word pieces are exactly the stored "
              "vector's input reused it.", "",
-             "| P tokens | R@1 | R@5 | route top-1 | route top-3 | paper R@1 | paper R@5 | distinct prefixes |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "Centroid ECE: expected calibration error (10 bins) of the centroid rule's probability for its "
+             "choice, at the temperature fitted for P (`curate route`'s `probability`). Learned: the same for the "
+             "run's learned router (`--router learned`), when it has one.", "",
+             "| P tokens | R@1 | R@5 | route top-1 | route top-3 | centroid ECE | learned top-1 | learned top-3 | "
+             "learned ECE | paper R@1 | paper R@5 | distinct prefixes |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         paper = PAPER_TABLE5.get(r.prefix_tokens)
         ref = f"{paper[0]:.3f} | {paper[1]:.3f}" if paper else "- | -"
+        learned = " | ".join(_f(v, 3) or "-" for v in (r.learned_top1, r.learned_top3, r.learned_ece))
         lines.append(f"| {r.prefix_tokens} | {r.r_at_1:.3f} | {r.r_at_5:.3f} | {r.route_top1:.3f} | "
-                     f"{r.route_top3:.3f} | {ref} | {r.distinct_prefixes:,} |")
+                     f"{r.route_top3:.3f} | {_f(r.centroid_ece, 3) or '-'} | {learned} | {ref} | "
+                     f"{r.distinct_prefixes:,} |")
     return lines + [""]
 
 

@@ -6,7 +6,10 @@ to text as the router does):
   embedding; a hit when the window's own vector is first / in the top 5. Ties count for the
   prefix (strictly greater scores only push it down).
 - route top-1: the prefix routes (the router's biased rule, `Router.assign_vectors`) to the
-  window's own cluster; top-3: the own cluster is among the 3 best biased scores.
+  window's own cluster; top-3: the own cluster is among the 3 best biased scores; centroid ECE: the
+  expected calibration error (10 bins) of the rule's probability for its choice, at the temperature
+  the routing stage fitted for P (T = 1 on runs without one);
+- learned top-1 / top-3 / ECE: the same for the run's learned router (`--router learned`), if any.
 Cost: embedding the prefixes dominates. All distinct prefix texts over all P are embedded once,
 longest first in blocks so the embedder's length-sorted batches pad little; short prefixes repeat
 a lot (mail headers, code preambles), so P <= 4 costs almost nothing. A prefix whose model input
@@ -26,7 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from splitlm.curate.embed.load import model_pieces
+from splitlm.curate.routing.calibration import expected_calibration_error
+from splitlm.curate.routing.decide import router_scores, top2_probabilities
+from splitlm.curate.routing.heads import centroid_scores
 from splitlm.curate.rows import take_rows
+from splitlm.schemas.routing import temperature_at
 
 BLOCK = 1024  # prefixes per similarity block and per embedding call
 
@@ -40,6 +47,10 @@ class PrefixRow:
     r_at_5: float
     route_top1: float
     route_top3: float
+    centroid_ece: float | None = None  # ECE (10 bins) of the centroid rule's probabilities (None: not measured)
+    learned_top1: float | None = None  # the learned router's top-1 / top-3 / ECE; None when the run has none
+    learned_top3: float | None = None
+    learned_ece: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,11 +97,36 @@ def prefix_routing(router, tokens_NW: np.ndarray, vectors_ND: np.ndarray, labels
         top1_S = router.assign_vectors(q_SD).clusters == own_S
         # The router settles near-ties in float64; OR-ing its top-1 in keeps top-3 >= top-1 exactly.
         top3_S = top1_S | (router.top_clusters(q_SD, 3) == own_S[:, None]).any(1)
+        centroid_conf_S = _centroid_confidence(router, q_SD, p)
+        learned = _learned(router, q_SD, p, own_S)
         rows.append(PrefixRow(p, len(window_ids), len(set(texts[p])), _mean(rank_S < 1), _mean(rank_S < 5),
-                              _mean(top1_S), _mean(top3_S)))
+                              _mean(top1_S), _mean(top3_S), _ece(centroid_conf_S, top1_S), *learned))
         hits.append(top1_S)
     return RoutingStats(rows, window_ids, np.array(hits, dtype=bool).reshape(len(rows), len(window_ids)), seconds,
                         len(vectors), int(sum(s.sum() for s in same.values())))
+
+
+def _centroid_confidence(router, q_SD: np.ndarray, p: int) -> np.ndarray:
+    """The centroid rule's probability of its own choice, at its temperature for P (1 when uncalibrated)."""
+    routing = router.routing
+    t = temperature_at(routing.spec.prefix_lengths, routing.spec.centroid_temperatures, p) if routing else 1.0
+    scores_SK = centroid_scores(q_SD, router.centroids_KD, router.biases_K)
+    return top2_probabilities(scores_SK, router.assign_vectors(q_SD).clusters, t)[0]
+
+
+def _learned(router, q_SD: np.ndarray, p: int, own_S: np.ndarray) -> tuple[float | None, float | None, float | None]:
+    """(top-1, top-3, ECE) of the run's learned router on these prefixes; Nones when it has none."""
+    if router.kind != "learned":
+        return None, None, None
+    chosen = router.route_vectors(q_SD, p)
+    scores_SK, _ = router_scores(q_SD, router.centroids_KD, router.biases_K, router.routing)
+    top1_S = chosen.clusters == own_S
+    top3_S = top1_S | (np.argsort(scores_SK, axis=1, kind="stable")[:, :3] == own_S[:, None]).any(1)
+    return _mean(top1_S), _mean(top3_S), _ece(chosen.probability, top1_S)
+
+
+def _ece(confidence_S: np.ndarray, hits_S: np.ndarray) -> float:
+    return round(expected_calibration_error(confidence_S, hits_S), 4) if len(hits_S) else float("nan")
 
 
 def _same_model_input(router, rows_SW: np.ndarray, texts: dict[int, list[str]]) -> dict[int, np.ndarray]:

@@ -70,7 +70,7 @@ test-fast: assets
 	$(BIN)/python -m pytest -q -m "not slow and not shared"
 
 bench: assets
-	for b in windows embed kmeans fit train long_document scale embed_actor; do $(BIN)/python benchmarks/$$b.py || exit 1; done
+	for b in windows embed kmeans fit train long_document scale embed_actor router; do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf runs .pytest_cache

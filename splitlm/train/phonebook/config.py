@@ -69,8 +69,9 @@ class PhonebookConfig:
         return tuple(round(f * self.total_steps) * tokens_per_step for f in self.fractions if f < 1)
 
 
-# CPU presets: `limited` measured on seed 0 (/work/notes/readme-phonebook.md has the search);
-# `sufficient` is a first guess, not yet measured. `paper`: Sec. 3.2's sizes
+# CPU presets: `limited` measured (seeds 0-2 at alpha 0: the best interior fraction beats both
+# endpoints by 15-30 points; the search is in the README's Evaluate section); `sufficient` is a
+# first guess, not yet measured. `paper`: Sec. 3.2's sizes
 # (6 layers, 8 heads, 256 wide, lr 1e-4 = models.SIZES["phonebook"]; 80,000 facts, batch 640,
 # 20,000 warmup; 100k / 200k steps).
 FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)

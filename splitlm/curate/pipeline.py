@@ -8,9 +8,10 @@ runs them as Ray tasks or actors) and named barriers (need the whole corpus; che
 
     stage        map (per part)                          barrier
     documents    ingest one file group                   duplicate ids across groups
-    dedup        MinHash signatures of one file group    LSH band grouping, in document order
+    dedup        MinHash signatures + band keys of one   documents sharing a band or key (a reduce per
+                 file group                              partition); LSH replay of those, in document order
     windows      tokenise + pack one file group          global window ids (groups in order)
-    embeddings   MiniLM over one part of windows         -
+    embeddings   the embedder over one part of windows   -
     clusters     assign one part of rows (its own file)  the k-means fit on a sample; the cap, if set
     shards       copy one token part to cluster pieces   validation cap and floor; merging a cluster's pieces
     routing      -                                       embed training prefixes, fit temperatures (+ head)

@@ -56,6 +56,7 @@ SIZES: dict[str, ModelSize] = {
         ModelSize("tiny", 4, 4, 144, lr=1e-3, weight_decay=0.01, clip=1.0),  # 1.0M non-embedding
         ModelSize("mini", 6, 6, 264, lr=1e-3, weight_decay=0.01, clip=1.0),  # 5.0M non-embedding
         ModelSize("phonebook", 6, 8, 256, lr=1e-4, weight_decay=0.01, clip=1.0),  # 4.7M non-embedding
+        ModelSize("phonebook-cpu", 2, 4, 64, lr=3e-3, weight_decay=0.01, clip=1.0),  # ~0.1M: `train phonebook`
         ModelSize("100M", 24, 8, 512, lr=3e-4, weight_decay=0.01, clip=0.1),
         ModelSize("125M", 12, 12, 768, lr=1e-3, weight_decay=0.0, clip=0.1),
         ModelSize("350M", 24, 16, 1024, lr=3e-4, weight_decay=0.01, clip=0.1),

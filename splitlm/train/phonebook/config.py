@@ -11,11 +11,9 @@ from dataclasses import dataclass
 from splitlm.core.errors import ConfigError
 from splitlm.train import flags, models
 
-CPU_SIZE = models.ModelSize("phonebook-cpu", 2, 4, 64, lr=3e-3, weight_decay=0.01, clip=1.0)
+CPU_SIZE = models.SIZES["phonebook-cpu"]
 """The CPU-scale memoriser (~0.1M parameters): small enough that two clusters of facts press on its
-capacity within a budget a 2-core CPU trains in minutes. Registered in `models.SIZES` when this
-module is imported (the sweep's worker processes import it too, see `sweep.train_job`)."""
-models.SIZES.setdefault(CPU_SIZE.name, CPU_SIZE)
+capacity within a budget a 2-core CPU trains in minutes."""
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ def check_config(cfg: PhonebookConfig, out: Path) -> None:
 
 
 def train_job(job: TrainJob) -> runner.JobResult:
-    """`runner.train` in a worker that has imported this package (so `CPU_SIZE` is registered)."""
+    """`runner.train` in a spawned worker process."""
     return runner.train(job)
 
 

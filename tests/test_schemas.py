@@ -7,8 +7,8 @@ import json
 import pyarrow as pa
 import pytest
 
-from splitlm.core.parts import PartWriter, read_table
 from splitlm.core.errors import ConfigError, SchemaError
+from splitlm.core.parts import PartWriter, read_table
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.tables import ASSIGNMENTS, DOCUMENTS, DUPLICATES, QUARANTINE, SHARD_INDEX, WINDOWS
 
@@ -141,3 +141,24 @@ def test_stage_manifest_is_current_only_for_the_same_algorithm(tmp_path):
     assert StageManifest.current(tmp_path, "c", "other", 1) is None
     # the algorithm is left out of what downstream stages fingerprint
     assert manifest.model_copy(update={"algorithm": 2}).output_fingerprint == manifest.output_fingerprint
+
+
+@pytest.mark.parametrize("what", ["router", "routing"])
+def test_versioned_specs_refuse_other_formats_naming_the_file(tmp_path, what):
+    from splitlm.schemas.routing import RoutingSpec
+
+    spec = _router_spec() if what == "router" else RoutingSpec(
+        router="centroid", clusters_router_sha256="0" * 64, prefix_lengths=[8, 32], centroid_temperatures=[0.1, 0.2],
+        windows=10, seed=0)
+    path = tmp_path / f"{what}.json"
+    path.write_text(spec.to_json())
+    assert type(spec).read(path) == spec
+    raw = json.loads(path.read_text())
+    for version in (2, None, "1"):
+        raw["format_version"] = version
+        path.write_text(json.dumps(raw))
+        with pytest.raises(SchemaError, match=rf"{what}.json: unsupported {what} format {version}"):
+            type(spec).read(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(SchemaError, match=f"{what}.json: unsupported {what} format None"):
+        type(spec).read(path)

@@ -26,7 +26,7 @@ class StageManifest(BaseModel):
     wall_seconds: float = 0.0
 
     @classmethod
-    def read(cls, path: Path) -> "StageManifest":
+    def read(cls, path: Path) -> StageManifest:
         """The manifest at `path` (a manifest.json or its stage folder); a SchemaError naming it otherwise."""
         path = Path(path)
         path = path / MANIFEST if path.is_dir() else path
@@ -36,7 +36,7 @@ class StageManifest(BaseModel):
             raise SchemaError(f"{path}: not a valid stage manifest ({describe(err)})") from err
 
     @classmethod
-    def current(cls, folder: Path, config_hash: str, input_fingerprint: str, algorithm: int) -> "StageManifest | None":
+    def current(cls, folder: Path, config_hash: str, input_fingerprint: str, algorithm: int) -> StageManifest | None:
         """The manifest of `folder` if it is complete and was made from this config, input and algorithm."""
         if not (folder / MANIFEST).exists():
             return None

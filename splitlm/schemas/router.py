@@ -13,8 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from splitlm.core.errors import SchemaError
-from splitlm.schemas.manifest import describe
+from splitlm.schemas.versioned import read_versioned
 
 FORMAT_VERSION = 1
 RULE = "argmin_c ||x - c||^2 + b_c, x L2-normalised"
@@ -50,15 +49,5 @@ class RouterSpec(BaseModel):
         return json.dumps(self.model_dump(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def read(cls, path: Path) -> "RouterSpec":
-        try:
-            raw = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as err:
-            raise SchemaError(f"{path}: not a router spec ({describe(err)})") from err
-        if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
-            got = raw.get("format_version") if isinstance(raw, dict) else None
-            raise SchemaError(f"{path}: unsupported router format {got} (this splitlm reads {FORMAT_VERSION})")
-        try:
-            return cls.model_validate(raw)
-        except ValueError as err:
-            raise SchemaError(f"{path}: not a router spec ({describe(err)})") from err
+    def read(cls, path: Path) -> RouterSpec:
+        return read_versioned(cls, path, "router", FORMAT_VERSION)

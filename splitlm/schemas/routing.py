@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from splitlm.core.errors import SchemaError
-from splitlm.schemas.manifest import describe
+from splitlm.schemas.versioned import read_versioned
 
 FORMAT_VERSION = 1
 ROUTERS = ("centroid", "learned")
@@ -57,17 +57,7 @@ class RoutingSpec(BaseModel):
 
     @classmethod
     def read(cls, path: Path) -> RoutingSpec:
-        try:
-            raw = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as err:
-            raise SchemaError(f"{path}: not a routing spec ({describe(err)})") from err
-        if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
-            got = raw.get("format_version") if isinstance(raw, dict) else None
-            raise SchemaError(f"{path}: unsupported routing format {got} (this splitlm reads {FORMAT_VERSION})")
-        try:
-            spec = cls.model_validate(raw)
-        except ValueError as err:
-            raise SchemaError(f"{path}: not a routing spec ({describe(err)})") from err
+        spec = read_versioned(cls, path, "routing", FORMAT_VERSION)
         n = len(spec.prefix_lengths)
         sizes = [len(spec.centroid_temperatures)] + ([len(spec.head.temperatures)] if spec.head else [])
         if n == 0 or any(s != n for s in sizes) or (spec.router == "learned") != (spec.head is not None):

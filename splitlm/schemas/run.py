@@ -65,7 +65,7 @@ class RunSummary(BaseModel):
         atomic_write_text(Path(run) / "manifest.json", self.to_json())
 
     @classmethod
-    def read(cls, run: Path, clustered: bool = False) -> "RunSummary":
+    def read(cls, run: Path, clustered: bool = False) -> RunSummary:
         """The summary of RUN; with `clustered`, a run that has not been through `curate cluster` is an error."""
         path = Path(run) / "manifest.json"
         if not path.exists():

@@ -32,6 +32,7 @@ folder from them. Every `part-mb` default is 256 MB; a stage that fits in one pa
 one-file names (`tokens.bin`, `vectors.npy`).
 TRAIN/                       (`train split --out TRAIN`)
   split.json                 the split config; pretrain/ and branches/split-<tokens>/cluster-XX/ job folders
+  plan.json                  every job, its budget and what it waits for (`JobPlan`)
   losses.csv + losses.parquet (`LOSSES`)          routed/   `train eval`
 """
 
@@ -109,6 +110,10 @@ class TrainLayout(_Folder):
     @property
     def config(self) -> Path:
         return self.root / "split.json"
+
+    @property
+    def plan(self) -> Path:
+        return self.root / "plan.json"
 
     @property
     def pretrain(self) -> Path:

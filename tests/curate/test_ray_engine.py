@@ -19,13 +19,14 @@ from pathlib import Path
 import pytest
 
 from splitlm.assets import demo_corpus_path
+from splitlm.core.ray_session import RAY_ENV
 from splitlm.curate.cards.build import CardsConfig
 from splitlm.curate.cluster import stage as cluster_stage
 from splitlm.curate.cluster.kmeans import KMeansConfig
 from splitlm.curate.cluster.stage import ClustersConfig
 from splitlm.curate.embed.config import EmbedConfig
 from splitlm.curate.embed.stage import EmbeddingsConfig
-from splitlm.curate.engine.run import RAY_ENV, EngineConfig
+from splitlm.curate.engine.run import EngineConfig
 from splitlm.curate.ingest import IngestConfig
 from splitlm.curate.pipeline import ClusterRunConfig, WindowsRunConfig, run_cluster
 from splitlm.curate.shards import ShardsConfig

@@ -275,8 +275,8 @@ def test_inspect_routes_prefixes_with_the_static_embedder(run):
 def test_static_embeds_in_ray_actors_the_bytes_of_the_local_engine(run, tmp_path):
     import ray
 
+    from splitlm.core.ray_session import RAY_ENV
     from splitlm.curate.embed.ray import embed_parts
-    from splitlm.curate.engine.run import RAY_ENV
     from splitlm.schemas.manifest import StageManifest
     from splitlm.schemas.tokens import TokenArray
 

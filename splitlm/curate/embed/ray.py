@@ -23,9 +23,9 @@ import numpy as np
 
 from splitlm.core.atomic import atomic_path
 from splitlm.core.errors import ConfigError
+from splitlm.core.ray_session import import_ray
 from splitlm.curate.embed.config import EmbedConfig
 from splitlm.curate.embed.load import load_embedder
-from splitlm.curate.engine.run import import_ray
 from splitlm.schemas.tokens import TokenArray
 from splitlm.tokenizer import load_tokenizer
 

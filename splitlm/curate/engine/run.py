@@ -8,15 +8,14 @@ run folder on a filesystem every node sees.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
 
 from splitlm.core.errors import ConfigError
+from splitlm.core.ray_session import RaySession, import_ray
 
 KINDS = ("local", "ray")
-RAY_ENV = {"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}}
 
 
 @dataclass(frozen=True)
@@ -37,18 +36,10 @@ class EngineConfig:
             raise ConfigError("--ray-address needs --engine ray")
 
 
-def import_ray():
-    try:
-        import ray
-    except ImportError as err:
-        raise ConfigError("--engine ray needs Ray: pip install 'splitlm[ray]'") from err
-    return ray
-
-
 class Engine:
     def __init__(self, config: EngineConfig | None = None):
         self.config = config or EngineConfig()
-        self._started = False
+        self._session: RaySession | None = None
 
     @property
     def is_ray(self) -> bool:
@@ -56,18 +47,13 @@ class Engine:
 
     def __enter__(self) -> Self:
         if self.is_ray:
-            ray = import_ray()
-            if not ray.is_initialized():
-                address = self.config.address
-                ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env=RAY_ENV,
-                         num_cpus=None if address else os.cpu_count())
-                self._started = True
+            self._session = RaySession(self.config.address).__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._started:
-            import_ray().shutdown()
-            self._started = False
+        if self._session is not None:
+            self._session.__exit__(*exc)
+            self._session = None
 
     def map(self, fn: Callable[..., Any], items: list[tuple], done: Callable[[int, Any], None] = lambda i, r: None
             ) -> list[Any]:

@@ -94,6 +94,7 @@ def write(out: Path, plan: JobPlan) -> JobPlan:
     """Grow TRAIN/plan.json by `plan` (atomically) and return what it now holds."""
     path = TrainLayout(out).plan
     merged = grow(read(out), plan, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, merged.to_json())
     return merged
 

@@ -10,10 +10,14 @@ filesystem every node sees.
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 from collections.abc import Callable, Hashable
 from dataclasses import replace
 from typing import Any
 
+from splitlm.core.atomic import atomic_write_text
 from splitlm.core.ray_session import import_ray
 from splitlm.schemas.jobs import PlannedJob
 from splitlm.train import jobs
@@ -22,8 +26,14 @@ from splitlm.train.config import TrainJob
 RETRIES = 3
 
 
+WORKER_FILE = "worker.json"  # in the job's folder: the host and pid running it now (for operators and tests)
+
+
 def _run_planned(train: Callable[[TrainJob], Any], planned: dict[str, Any], threads: int) -> Any:
-    return train(replace(jobs.train_job(PlannedJob.model_validate(planned)), threads=threads))
+    job = replace(jobs.train_job(PlannedJob.model_validate(planned)), threads=threads)
+    job.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(job.out / WORKER_FILE, json.dumps({"host": socket.gethostname(), "pid": os.getpid()}) + "\n")
+    return train(job)
 
 
 class RayPool:

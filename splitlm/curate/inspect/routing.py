@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -61,6 +61,7 @@ class RoutingStats:
     seconds_embedding: float
     texts_embedded: int
     vectors_reused: int  # prefixes that are the stored vector's exact model input
+    embedded: dict[str, np.ndarray] = field(default_factory=dict)  # text -> embedding, for reuse (`routing_cv`)
 
     def row(self, p: int) -> PrefixRow | None:
         return next((r for r in self.rows if r.prefix_tokens == p), None)
@@ -103,7 +104,26 @@ def prefix_routing(router, tokens_NW: np.ndarray, vectors_ND: np.ndarray, labels
                               _mean(top1_S), _mean(top3_S), _ece(centroid_conf_S, top1_S), *learned))
         hits.append(top1_S)
     return RoutingStats(rows, window_ids, np.array(hits, dtype=bool).reshape(len(rows), len(window_ids)), seconds,
-                        len(vectors), int(sum(s.sum() for s in same.values())))
+                        len(vectors), int(sum(s.sum() for s in same.values())), vectors)
+
+
+def prefix_vectors(router, tokens_NW: np.ndarray, vectors_ND: np.ndarray, window_ids: np.ndarray,
+                   prefix_lengths: tuple[int, ...], embedded: dict[str, np.ndarray],
+                   advance: Callable[[int], None] = lambda n: None) -> dict[int, np.ndarray]:
+    """{P: [S, D] float32 embedding of each window's P-token prefix}, as `prefix_routing` computes them.
+
+    Texts already in `embedded` (text -> vector) are not embedded again; new ones are added to it.
+    """
+    if len(window_ids) == 0:
+        return {p: np.zeros((0, vectors_ND.shape[1]), dtype=np.float32) for p in prefix_lengths}
+    rows_SW = take_rows(tokens_NW, window_ids)
+    full_SD = _unit(take_rows(vectors_ND, window_ids, np.float32))
+    texts = {p: router.tokenizer.decode_batch(rows_SW[:, :p]) for p in prefix_lengths}
+    same = _same_model_input(router, rows_SW, texts)
+    todo = [t for p in prefix_lengths for t, s in zip(texts[p], same[p]) if not s and t not in embedded]
+    embedded.update(_embed_distinct(router.embedder, todo, advance))
+    return {p: np.stack([full_SD[i] if same[p][i] else embedded[t] for i, t in enumerate(texts[p])]).astype(np.float32)
+            for p in prefix_lengths}
 
 
 def _centroid_confidence(router, q_SD: np.ndarray, p: int) -> np.ndarray:

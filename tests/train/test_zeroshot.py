@@ -185,8 +185,8 @@ def _independent_accuracy(train, name: str, docs: list[dict]) -> tuple[float, fl
             ids = (ctx_ids + cont_ids)[-(width + 1):]
             with torch.no_grad():
                 logp = torch.log_softmax(model(torch.tensor([ids[:-1]])).logits[0].float(), -1)
-            targets = ids[-len(cont_ids):]
-            lls.append(sum(logp[len(ids) - 1 - len(cont_ids) + k, t].item() for k, t in enumerate(targets)))
+            n = min(len(cont_ids), len(ids) - 1)  # a continuation longer than the window: its last tokens
+            lls.append(sum(logp[len(ids) - 1 - n + k, t].item() for k, t in enumerate(ids[-n:])))
         acc.append(int(np.argmax(lls)) == gold)
         norm.append(int(np.argmax(np.array(lls) / np.array([len(s) for s in strings]))) == gold)
     return float(np.mean(acc)), float(np.mean(norm))

@@ -211,6 +211,13 @@ def test_routing_cv_on_a_centroid_run_has_centroid_rows_only(runs):
     first, again = cv.routing_cv(*args, {}), cv.routing_cv(*args, {})
     assert {r.router for r in first.rows} == {"centroid"} and {r.split for r in first.rows} == {"cv", "val"}
     assert first.rows == again.rows  # deterministic
+    # reusing the recall measurement's prefix vectors (inspect does) changes nothing
+    from splitlm.curate.inspect.routing import prefix_routing, sample_windows
+    from splitlm.curate.window_columns import read_window_columns
+
+    ids = sample_windows(read_window_columns(run).is_val_N, "all", 10_000, 0)[::2]  # some windows known, some not
+    stats = prefix_routing(router, args[2], args[3], args[4], ids, (8, 16))
+    assert cv.routing_cv(*args, stats.embedded, known=stats).rows == first.rows
 
 
 def test_wilson_interval():

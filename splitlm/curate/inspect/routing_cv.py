@@ -23,9 +23,10 @@ Each row has its window count n, the top-1 accuracy with a 95% Wilson score inte
 (`wilson`; it stays inside [0, 1] at small n), and the ECE (10 bins) of the router's probability
 for its choice. CV accuracy pools the five held-out folds (each window is routed exactly once).
 
-Cost: prefix embeddings are shared with the recall measurement (`routing.prefix_routing`'s
-text -> vector map, and a window's stored vector where the prefix is its exact model input), so
-with `--split all` nothing new is embedded; otherwise up to `cv_windows` x len(P) texts are.
+Cost: prefix embeddings are shared with the recall measurement (`routing.prefix_routing`'s prefix
+vectors of the windows it sampled, and its text -> vector map; a window's stored vector where the
+prefix is its exact model input), so with `--split all` nothing new is embedded or tokenised;
+otherwise up to `cv_windows` x len(P) texts are.
 Fits are 5 x (K temperatures per length [+ one head]).
 """
 
@@ -39,7 +40,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from splitlm.curate.cluster.router import Router
-from splitlm.curate.inspect.routing import prefix_vectors
+from splitlm.curate.inspect.routing import RoutingStats, prefix_vectors
 from splitlm.curate.routing.calibration import expected_calibration_error
 from splitlm.curate.routing.files import Routing
 from splitlm.curate.routing.folds import blocked_folds
@@ -152,16 +153,17 @@ class CvResult:
 
 def routing_cv(router: Router, config: RoutingConfig | None, tokens_NW, vectors_ND: np.ndarray, labels_N: np.ndarray,
                the_plan: CvPlan, lengths: tuple[int, ...], cache: dict[str, np.ndarray],
-               advance: Callable[[int], None] = lambda n: None) -> CvResult:
+               advance: Callable[[int], None] = lambda n: None, known: RoutingStats | None = None) -> CvResult:
     """The cv and val rows for every router the run has, at each of `lengths`.
 
     `router`: the run's router (`Router.load`: with its routing stage, if any); `config`: that stage's
-    config (`routing_config`); `cache`: text -> embedding of prefixes already embedded (added to).
+    config (`routing_config`); `cache`: text -> embedding of prefixes already embedded (added to);
+    `known`: the recall measurement's prefix vectors, reused for the windows it sampled.
     """
     fit_lengths = tuple(config.prefix_lengths) if config is not None else ()
     all_lengths = tuple(sorted({*lengths, *fit_lengths}))
-    x_train = prefix_vectors(router, tokens_NW, vectors_ND, the_plan.train_ids, all_lengths, cache, advance)
-    x_val = prefix_vectors(router, tokens_NW, vectors_ND, the_plan.val_ids, lengths, cache, advance)
+    x_train = prefix_vectors(router, tokens_NW, vectors_ND, the_plan.train_ids, all_lengths, cache, advance, known)
+    x_val = prefix_vectors(router, tokens_NW, vectors_ND, the_plan.val_ids, lengths, cache, advance, known)
     y_train, y_val = labels_N[the_plan.train_ids], labels_N[the_plan.val_ids]
     names = list(routers_of(router, router.routing))
     n = len(the_plan.train_ids)

@@ -130,7 +130,7 @@ def _measure(run: Path, config: InspectConfig, progress: Progress) -> dict[str, 
     start = time.perf_counter()
     with progress.stage("routing cv") as advance:
         cv = routing_cv(router, routing_config(run), tokens_NW, vectors_ND, labels_N, the_plan, lengths,
-                        routing.embedded, advance)
+                        routing.embedded, advance, routing)
     clusters = _cluster_rows(dom, routing.hits(router.prefix_tokens), labels_N[ids], is_val_N[ids], k)
     balance = StageManifest.read(run / "clusters").counts
     pool = len(is_val_N) if config.split == "all" else int(is_val_N.sum() if config.split == "val" else (~is_val_N).sum())

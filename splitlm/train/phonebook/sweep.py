@@ -107,7 +107,8 @@ def sweep(cfg: PhonebookConfig, out: Path, parallel: int = 1, threads: int = 1) 
     # steps each, so with 2 processes one pretraining run and its two step-0 branches take the same
     # time); then every other branch, longest first.
     jobs = [p for p, _ in plans.values()] + [j for _, b in plans.values() for js in b.values() for j in js]
-    jobs = [replace(j, threads=threads) for j in jobs]
+    # Finished jobs (their done.json) are not handed to a worker: a rerun of a finished sweep only scores.
+    jobs = [replace(j, threads=threads) for j in jobs if not (j.out / "done.json").exists()]
     first = [j for j in jobs if j.init is None]
     run_jobs(sorted(first, key=lambda j: -j.steps), parallel)
     run_jobs(sorted((j for j in jobs if j.init is not None), key=lambda j: -j.steps), parallel)

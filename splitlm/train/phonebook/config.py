@@ -119,5 +119,5 @@ QUICK_ALPHAS = (0.0,)
 def quick_preset(seed: int = 0) -> PhonebookConfig:
     """`make demo`'s sweep: the CPU limited budget at overlap 0, split at step 0, at 75% (the best
     fraction of the full sweep on seeds 0-2) and never. Its three points are those of the full
-    sweep with the same seed (the same jobs), in a quarter of its CPU time."""
+    sweep with the same seed (the same jobs): 3,600 steps against the full sweep's 24,720."""
     return replace(preset("cpu", "limited", seed), fractions=QUICK_FRACTIONS, alphas=QUICK_ALPHAS)

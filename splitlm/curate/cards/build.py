@@ -34,8 +34,9 @@ from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.tables import ASSIGNMENTS, DUPLICATES
 from splitlm.schemas.tokens import TokenArray
 
-ALGORITHM = 3  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
+ALGORITHM = 4  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
 # 2: `routing_accuracy_32` became `routing_accuracy` + `routing_prefix_tokens`; data_files point at the export
+# 4: `routing_accuracy_by_router`: each router's share on the same validation windows
 
 _WORD = re.compile(r"[^\W\d_]{3,24}")
 
@@ -105,8 +106,6 @@ def build_cards(run: Path, config: CardsConfig, provenance: dict[str, Any], rout
                                                                columns=["duplicate_of"]))
     by_router = _routing_accuracy(router, tokens, labels, table.is_val_N, k, config.routing_sample)
     accuracy = by_router[router.kind]  # the run's own router
-    # each router's share, once `Card` has the field (splitlm/schemas/card.py; requested from the lead)
-    per_router = "routing_accuracy_by_router" in Card.model_fields
     domains_KL = _domain_counts(table, labels, k)
     best = [m[np.argsort(dist[m], kind="stable")[: config.exemplars]] for m in members]
     doc_ids = read_doc_ids(run, np.concatenate(best)) if k else {}
@@ -129,8 +128,8 @@ def build_cards(run: Path, config: CardsConfig, provenance: dict[str, Any], rout
                               for j in nearest_clusters(cos_KK, c)],
             dedup_removals=int(removals[c]), balance=_balance(sizes, c), embed_mode=router.spec.embedder.mode,
             routing_accuracy=accuracy[c][0], routing_prefix_tokens=router.prefix_tokens, routing_sample=accuracy[c][1],
+            routing_accuracy_by_router={name: acc[c][0] for name, acc in by_router.items()},
             provenance=Provenance(**provenance),
-            **({"routing_accuracy_by_router": {name: acc[c][0] for name, acc in by_router.items()}} if per_router else {}),
         ))  # fmt: skip
     return cards
 

@@ -71,9 +71,8 @@ def render_card(card: Card, k: int) -> str:
 
 def _per_router(card: Card) -> list[str]:
     """One row per router the run has (centroid; learned), on the same validation windows."""
-    by_router = getattr(card, "routing_accuracy_by_router", None) or {}
     return [f"| {card.routing_prefix_tokens}-token routing accuracy (val), {name} router | "
-            f"{'n/a' if acc is None else f'{acc:.1%}'} |" for name, acc in by_router.items()]
+            f"{'n/a' if acc is None else f'{acc:.1%}'} |" for name, acc in card.routing_accuracy_by_router.items()]
 
 
 def render_index(cards: list[Card], clusters: dict[str, Any]) -> str:

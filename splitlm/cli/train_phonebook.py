@@ -31,7 +31,10 @@ def phonebook_cmd(
         str | None, typer.Option(help="Cluster overlaps (default 0,0.5,1; --quick: 0).")
     ] = None,
     quick: Annotated[
-        bool, typer.Option("--quick", help="The demo's sweep: overlap 0, splits at 0, 75% and 100% (~90 s).")
+        bool,
+        typer.Option(
+            "--quick", help="The demo's sweep: overlap 0, splits at 0, 75% and 100% (3,600 steps, ~2 min)."
+        ),
     ] = False,
     seed: Annotated[int, typer.Option(help="Seeds the facts, the weights and the data order.")] = 0,
     parallel: Annotated[int, typer.Option(help="Jobs trained at once in local processes.")] = 2,

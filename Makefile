@@ -9,7 +9,7 @@ DEMO := runs/demo$(if $(filter-out minilm,$(EMBEDDER)),-$(EMBEDDER),)
 # Nothing is fetched from a model hub at run time.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install assets demo demo-curate demo-inspect demo-train test test-fast bench data-cards clean
+.PHONY: install assets demo demo-curate demo-inspect demo-train demo-phonebook examples test test-fast bench data-cards clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,14 +41,32 @@ demo-inspect: demo-curate
 # 32-token prefix routes to, against the pretraining-only model.
 demo-train: demo-inspect
 	$(BIN)/train split $(DEMO) --out $(DEMO)/train --size tiny --total-tokens 120k --split-at 40k \
-		--batch-size 2 --eval-every 40k --eval-windows 8
+		--batch-size 2 --eval-every 40k --eval-windows 8 --checkpoint-every 40k
 	$(BIN)/train eval $(DEMO)/train --run $(DEMO)
+
+# The payoff (paper Sec. 3.2, Fig. 2a at CPU scale): two clusters of 300 synthetic phone-book facts,
+# no overlap; pretrain on both, split after 0%, 75% or 100% of 1,600 steps, score exact recall.
+demo-phonebook: install
+	$(BIN)/train phonebook --out runs/demo-phonebook --quick
 
 demo: demo-train
 	@echo
 	@echo "Results in $(DEMO)/: cards/index.md (one card per cluster), inspect/report.md (plots and tables),"
 	@echo "shards/ (train/val token arrays per cluster), clusters/ (router), manifest.json (every document accounted for),"
 	@echo "train/losses.csv (every evaluation of the baseline and the branches), train/routed/ (routed evaluation)."
+	@echo "Last, where splitting pays: the phonebook experiment (runs/demo-phonebook/phonebook.csv, .png)."
+	@$(MAKE) --no-print-directory demo-phonebook
+
+# The evaluation figures in examples/, regenerated from scratch: routed zero-shot QA and domain
+# perplexity of the demo's split model, and the full phonebook sweep (Fig. 2a, three overlaps).
+examples: demo-train
+	$(BIN)/train zeroshot $(DEMO)/train --tasks arc_easy,piqa,sciq,hellaswag --limit 200
+	$(BIN)/train eval $(DEMO)/train --run $(DEMO) --by-domain
+	$(BIN)/train phonebook --out runs/phonebook --parallel 2
+	mkdir -p examples/zeroshot examples/routed examples/phonebook
+	cp $(DEMO)/train/zeroshot/results.csv $(DEMO)/train/zeroshot/results.md $(DEMO)/train/zeroshot/zeroshot.png examples/zeroshot/
+	cp $(DEMO)/train/routed/routed_eval.csv $(DEMO)/train/routed/routed_eval.png $(DEMO)/train/routed/by_domain.* examples/routed/
+	cp runs/phonebook/phonebook.csv runs/phonebook/phonebook.png examples/phonebook/
 
 # Regenerate data_cards/ from the demo run (tests/test_data_cards.py checks them against the code).
 data-cards: demo-inspect

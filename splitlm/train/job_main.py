@@ -23,7 +23,7 @@ def run(train: Path, job_id: str, threads: int = 0) -> runner.JobResult:
     planned = plan.by_id().get(job_id)
     if planned is None:
         raise SplitlmError(f"{train / 'plan.json'}: no job {job_id!r}")
-    return runner.train(replace(jobs.train_job(planned), threads=threads))
+    return runner.train(replace(jobs.train_job(planned, train), threads=threads))
 
 
 def main(argv: list[str] | None = None) -> int:

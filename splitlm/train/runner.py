@@ -142,7 +142,7 @@ class JobHooks(TrainerCallback):
         step = state.global_step
         self.trained_steps += 1
         self._export(model, step)
-        control.should_evaluate = step % self.job.eval_every == 0 or step == self.job.steps
+        control.should_evaluate = step % self.job.eval_every == 0 or step == self.job.steps or step in self.job.eval_at
         control.should_save = step % self.job.save_every == 0 and step < self.job.steps
         return control
 

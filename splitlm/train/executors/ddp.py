@@ -17,7 +17,7 @@ from pathlib import Path
 
 from splitlm.core.errors import SplitlmError
 from splitlm.schemas.jobs import PlannedJob
-from splitlm.train import runner
+from splitlm.train import jobs, runner
 
 
 def free_port() -> int:
@@ -28,7 +28,7 @@ def free_port() -> int:
 
 def launch(train: Path, job: PlannedJob, procs: int, threads: int = 1) -> runner.JobResult:
     """Run `job` of TRAIN's plan as a `procs`-process DDP job; its result, read from its done.json."""
-    done = Path(job.job["out"]) / "done.json"
+    done = jobs.folder(job, train) / "done.json"
     if not done.exists():
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(procs),
                "--master_addr", "127.0.0.1", "--master_port", str(free_port()),

@@ -66,8 +66,7 @@ def split_cmd(
     gpus_per_job: Annotated[int, typer.Option(help="Ray: GPUs per job, one DDP process each.")] = 0,
 ) -> None:
     """Pretrain on the mixture (the baseline, to D_T), branch at every split point, train each cluster."""
-    from splitlm.core.errors import ConfigError
-    from splitlm.train.config import Execution, SplitConfig
+    from splitlm.train.config import Execution
 
     ex = Execution(engine=engine, parallel=parallel, threads=threads, ray_address=ray_address,
                    procs_per_job=procs_per_job, gpus_per_job=gpus_per_job, keep_checkpoints=keep_checkpoints)
@@ -78,18 +77,9 @@ def split_cmd(
         budget, table = add_split(train, parse_tokens(add_split_at, "--add-split-at"), exact, _clusters(clusters), ex)
         _print_results(train, budget, table)
         return
-    missing = [flag for flag, value in (("--out", out), ("--total-tokens", total_tokens), ("--split-at", split_at))
-               if value is None]
-    if missing:
-        raise ConfigError(f"{missing[0]} is required (unless --add-split-at adds to an existing TRAIN)")
-    cfg = SplitConfig(
-        run=run, size=size, arch=arch, total_tokens=parse_tokens(total_tokens, "--total-tokens"),
-        split_at=tuple(parse_tokens(t, "--split-at") for t in split_at.split(",")),
-        batch_size=batch_size, eval_every=parse_tokens(eval_every, "--eval-every"),
-        warmup_tokens=-1 if warmup_tokens is None else parse_tokens(warmup_tokens, "--warmup-tokens"),
-        seed=seed, eval_windows=eval_windows, precision=precision,
-        checkpoint_every=parse_tokens(checkpoint_every, "--checkpoint-every"),
-    )  # fmt: skip
+    cfg = _config(run, out, total_tokens, split_at, size=size, arch=arch, batch_size=batch_size, seed=seed,
+                  eval_every=eval_every, warmup_tokens=warmup_tokens, eval_windows=eval_windows,
+                  precision=precision, checkpoint_every=checkpoint_every)
     from splitlm.train.budget import prepare
 
     prepare(cfg, out, _clusters(clusters), parallel, threads)  # every check, before the training code loads
@@ -97,6 +87,24 @@ def split_cmd(
 
     budget, table = split(cfg, out, _clusters(clusters), ex)
     _print_results(out, budget, table)
+
+
+def _config(run: Path, out: Path | None, total_tokens: str | None, split_at: str | None, *, eval_every: str,
+            warmup_tokens: str | None, checkpoint_every: str, **flags):
+    from splitlm.core.errors import ConfigError
+    from splitlm.train.config import SplitConfig
+
+    missing = [flag for flag, value in (("--out", out), ("--total-tokens", total_tokens), ("--split-at", split_at))
+               if value is None]
+    if missing:
+        raise ConfigError(f"{missing[0]} is required (unless --add-split-at adds to an existing TRAIN)")
+    return SplitConfig(
+        run=run, total_tokens=parse_tokens(total_tokens, "--total-tokens"),
+        split_at=tuple(parse_tokens(t, "--split-at") for t in split_at.split(",")),
+        eval_every=parse_tokens(eval_every, "--eval-every"),
+        warmup_tokens=-1 if warmup_tokens is None else parse_tokens(warmup_tokens, "--warmup-tokens"),
+        checkpoint_every=parse_tokens(checkpoint_every, "--checkpoint-every"), **flags,
+    )  # fmt: skip
 
 
 def _print_results(out: Path, budget, table: Path) -> None:

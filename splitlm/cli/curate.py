@@ -211,6 +211,8 @@ def inspect(
     seed: Annotated[int, typer.Option(help="Seed of the window sample.")] = 0,
     split: Annotated[str, typer.Option(help="Sample val (held out), train or all windows.")] = "val",
     reference: Annotated[int, typer.Option(help="Reference cluster of the App. F similarity pairs.")] = 0,
+    cv_windows: Annotated[int, typer.Option(
+        help="Training windows (a seeded sample) in routing_cv.csv's 5-fold cross-validation.")] = 4000,
 ) -> None:
     """Audit a clustering: domains x clusters, prefix routing, cluster similarity -> RUN/inspect/ (report.md)."""
     from splitlm.cli.progress import RichProgress
@@ -218,7 +220,7 @@ def inspect(
     from splitlm.curate.inspect.stage import InspectConfig, parse_prefix_lengths, run_inspect
 
     config = InspectConfig(label_field=label_field, prefix_lengths=parse_prefix_lengths(prefix_lengths),
-                           sample=sample, seed=seed, split=split, reference=reference)
+                           sample=sample, seed=seed, split=split, reference=reference, cv_windows=cv_windows)
     print_inspect_summary(run_inspect(run_dir, config, RichProgress()), run_dir / "inspect")
 
 

@@ -149,11 +149,18 @@ def eval_cmd(
     prefix_tokens: Annotated[Optional[int], typer.Option(
         help="Route by this many leading tokens (default: the router's own prefix length).")] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 8,
+    by_domain: Annotated[bool, typer.Option("--by-domain", help=(
+        "Also perplexity per label (paper Table 4): pretrained-only, the branch the label routes to most, "
+        "routed; TRAIN/routed/by_domain.csv and .md."))] = False,
+    label_field: Annotated[str, typer.Option(help=(
+        "Column of the shards' index.parquet holding the labels; `domain` holds the run's --domain-field."
+    ))] = "domain",
 ) -> None:
     """Routed evaluation: route each validation window by its prefix, score the rest, vs pretraining only."""
     from splitlm.train.evaluate import routed_eval
 
-    rows = routed_eval(train, run, prefix_tokens=prefix_tokens, batch_size=batch_size)
+    rows = routed_eval(train, run, prefix_tokens=prefix_tokens, batch_size=batch_size, by_domain=by_domain,
+                       label_field=label_field)
     columns = ["split at", "kind", "group", "windows", "routed home", "baseline ppl", "routed ppl", "change"]
     prefix = rows[0]["prefix_tokens"] if rows else prefix_tokens
     _print_table(f"Routed evaluation ({prefix}-token prefix)", columns, [
@@ -162,6 +169,19 @@ def eval_cmd(
         for r in rows
     ])  # fmt: skip
     typer.echo(f"wrote {train / 'routed' / 'routed_eval.csv'} and routed_eval.png")
+    if by_domain:
+        from splitlm.train import evaluate_domains
+
+        rows = evaluate_domains.read(train / "routed")
+        _print_table(f"Perplexity by {label_field} (paper Table 4 style)", [
+            "split at", "group", "windows", "top branch", "share", "pretrained ppl", "top-branch ppl", "routed ppl",
+            "top-branch change", "routed change"], [
+            [f"{int(r['split_at']):,}", r["domain"], r["windows"], r["top_branch"], r["top_share"], r["pretrained_ppl"],
+             r["top_branch_ppl"], r["routed_ppl"], f"{float(r['top_branch_change_pct']):+.2f}%",
+             f"{float(r['routed_change_pct']):+.2f}%"]
+            for r in rows
+        ])  # fmt: skip
+        typer.echo(f"wrote {train / 'routed' / 'by_domain.csv'} and by_domain.md")
 
 
 def register(app: typer.Typer) -> None:

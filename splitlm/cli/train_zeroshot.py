@@ -20,11 +20,17 @@ def zeroshot_cmd(
     max_loaded: Annotated[int, typer.Option(help="Branches kept in memory at once.")] = 2,
     batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 8,
 ) -> None:
-    """Score each question with its routed branch, the best single branch and the pretraining-only model."""
+    """Score each question with its routed branch, the best single branch and the pretraining-only model.
+
+    Runs lm-evaluation-harness (its task YAMLs, on the provisioned Arrow folders) offline.
+    """
+    import os
+
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the harness's per-task progress bars
     from splitlm.cli.train_split import parse_tokens
     from splitlm.core.errors import ConfigError
     from splitlm.train import flags
-    from splitlm.train.zeroshot.tasks import parse_tasks
+    from splitlm.train.zeroshot.taskconfigs import parse_tasks
 
     chosen = parse_tasks(tasks)
     flags.number("--limit", limit, least=0, meaning="0: all")
@@ -36,8 +42,7 @@ def zeroshot_cmd(
     from splitlm.assets import zeroshot_path
     from splitlm.train.zeroshot import report, run
 
-    questions = run.load_questions(zeroshot_path(), chosen, limit)
-    rows, routing = run.evaluate(train, questions, points, max_loaded, batch_size, route_by,
+    rows, routing = run.evaluate(train, zeroshot_path(), chosen, limit, points, max_loaded, batch_size, route_by,
                                  log=lambda m: typer.echo(m, err=True))
     paths = report.write(train / "zeroshot", rows, routing)
     typer.echo(paths["table"].read_text())

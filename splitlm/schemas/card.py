@@ -60,4 +60,6 @@ class Card(BaseModel):
     routing_accuracy: float | None  # share of its validation windows whose prefix routes here
     routing_prefix_tokens: int  # the prefix length that share was measured at (the router's)
     routing_sample: int
+    # each router the run has (`centroid`; `learned`) -> the same share, on the same sampled validation windows
+    routing_accuracy_by_router: dict[str, float | None] = Field(default_factory=dict)
     provenance: Provenance

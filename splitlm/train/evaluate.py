@@ -27,7 +27,7 @@ from splitlm.curate.cluster.router import Router
 from splitlm.schemas.layout import TrainLayout, cluster_number
 from splitlm.schemas.losses import LOSSES
 from splitlm.schemas.run import RunSummary
-from splitlm.train import checkpoint, flags, runner
+from splitlm.train import checkpoint, evaluate_domains, flags, runner
 from splitlm.train import data as data_mod
 from splitlm.train.config import export_dir
 from splitlm.train.loss import token_nll
@@ -131,23 +131,33 @@ def _branch_tokens(train: Path, split_at: int, k: int) -> int:
     raise ConfigError(f"{TrainLayout(train).root}/branches: no finished branch at split {split_at:,}; rerun `train split`")
 
 
-def _val_shards(run: Path, info: RunSummary):
-    """(memory-mapped val shards, own cluster [N], domain label [N]), windows in shard order."""
+def _val_shards(run: Path, info: RunSummary, label_field: str = "domain"):
+    """(memory-mapped val shards, own cluster [N], label [N]), windows in shard order.
+
+    `label_field` is a column of the shards' index.parquet; `domain` holds the run's --domain-field values.
+    """
     shards, clusters, domains = [], [], []
     for k in range(info.k):
         shard = data_mod.open_shard(run, k, "val", info)
-        index = pq.read_table(data_mod.shard_dir(run, k, "val", info.k) / "index.parquet", columns=["domain"])
+        path = data_mod.shard_dir(run, k, "val", info.k) / "index.parquet"
+        names = pq.ParquetFile(path).schema_arrow.names
+        if label_field not in names:
+            raise ConfigError(f"{path}: no column {label_field!r} for --label-field (it has {', '.join(names)})")
+        index = pq.read_table(path, columns=[label_field])
         shards.append(shard)
         clusters += [k] * len(shard)
-        domains += [d if d is not None else "(none)" for d in index.column("domain").to_pylist()]
+        domains += [str(d) if d is not None else "(none)" for d in index.column(label_field).to_pylist()]
     return shards, np.asarray(clusters), domains
 
 
 def _score_routed(shards, route_N: np.ndarray, load, start: int, batch_size: int, bf16: bool) -> np.ndarray:
-    """NLL sums [N] with each window scored by `load(route_N[i])`; one model in memory at a time."""
+    """NLL sums [N] with each window scored by `load(route_N[i])`; one model in memory at a time.
+
+    Windows routed to a negative target are not scored (their sum stays 0).
+    """
     offsets = np.cumsum([0] + [len(s) for s in shards])
     nll_N = np.zeros(offsets[-1], np.float64)
-    for target in np.unique(route_N):
+    for target in np.unique(route_N[route_N >= 0]):
         model = load(int(target))
         for shard, lo, hi in zip(shards, offsets[:-1], offsets[1:]):
             rows = np.flatnonzero(route_N[lo:hi] == target)
@@ -177,11 +187,13 @@ def _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored, n_clu
 
 
 def routed_eval(
-    train: Path, run: Path, router=None, prefix_tokens: int | None = None, batch_size: int = 8
+    train: Path, run: Path, router=None, prefix_tokens: int | None = None, batch_size: int = 8,
+    by_domain: bool = False, label_field: str = "domain",
 ) -> list[dict]:
     """Rows per split point x group; writes TRAIN/routed/routed_eval.csv and .png.
 
-    `prefix_tokens` None routes by the router's own prefix length.
+    `prefix_tokens` None routes by the router's own prefix length. `by_domain` also writes
+    TRAIN/routed/by_domain.csv and .md (`evaluate_domains`), labels from `label_field`.
     """
     flags.number("--batch-size", batch_size, least=1, meaning="windows per forward pass")
     info = data_mod.read_run(run)
@@ -194,7 +206,7 @@ def routed_eval(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per branch otherwise
-    shards, own, domains = _val_shards(run, info)
+    shards, own, domains = _val_shards(run, info, label_field)
     if not len(own):
         raise ConfigError(f"{run}/shards: no validation windows in any cluster; re-curate with "
                           "`curate cluster --val-min-windows N`")
@@ -202,7 +214,9 @@ def routed_eval(
     routed = np.asarray(router.route_tokens(prefixes, prefix_tokens).clusters, dtype=np.int64)
     bf16 = runner.use_bf16("auto")
     baselines: dict[Path, np.ndarray] = {}  # the baseline at each split run's D + K * D' (usually one model)
-    rows = []
+    rows, domain_rows = [], []
+    n_scored = info.seq_len + 1 - prefix_tokens
+    top = evaluate_domains.top_branches(domains, routed, info.k) if by_domain else {}
     for split_at in splits:
         folder = baseline_model_dir(train, split_at + info.k * _branch_tokens(train, split_at, info.k))
         if folder not in baselines:
@@ -212,10 +226,16 @@ def routed_eval(
         base_N = baselines[folder]
         load = lambda c: _load(TrainLayout(train).branch(split_at, c, info.k) / "final")  # noqa: E731
         split_N = _score_routed(shards, routed, load, prefix_tokens, batch_size, bf16)
-        n_scored = info.seq_len + 1 - prefix_tokens
         rows += [{**row, "prefix_tokens": prefix_tokens}
                  for row in _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored, info.k)]
+        if by_domain:
+            extra_N = _score_routed(shards, evaluate_domains.extra_routes(domains, routed, top), load, prefix_tokens,
+                                    batch_size, bf16)
+            domain_rows += evaluate_domains.domain_rows(split_at, domains, routed, top, base_N, split_N, extra_N,
+                                                        n_scored, info.k)
     _write_report(train / "routed", rows)
+    if by_domain:
+        evaluate_domains.write(train / "routed", domain_rows, label_field)
     return rows
 
 

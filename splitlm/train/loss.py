@@ -56,12 +56,28 @@ def _positions(model, ids_BT: torch.Tensor, start: int, body=hidden_states):
     return head, h_NH, ids_BT[:, start:].reshape(-1)
 
 
+def _exp_shifted_(logits_CV: torch.Tensor, target_C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(NLL [C], sum of exps [C]); turns `logits_CV` (fp32, owned) into exp(logits - row max) in place.
+
+    One pass for the max, one in-place exp and one sum: `F.cross_entropy` and `torch.logsumexp`
+    each write a second V-wide block per row (log-softmax, shifted exps), which at 50,257 ids is
+    most of their cost after the GEMM. log-sum-exp = max + log(sum exp(x - max)), as theirs.
+    """
+    target_logit_C = logits_CV.gather(1, target_C[:, None]).squeeze(1)
+    max_C = logits_CV.amax(dim=1)
+    sum_C = torch.exp_(logits_CV.sub_(max_C[:, None])).sum(dim=1)
+    return max_C + torch.log(sum_C) - target_logit_C, sum_C
+
+
 def token_nll(model, ids_BT: torch.Tensor, start: int = 1, budget: int = LOGITS_BYTES) -> torch.Tensor:
     """NLL [B, T - start] of tokens start..T-1 of every row, each predicted from all tokens before it."""
     head, h_NH, target_N = _positions(model, ids_BT, start)
     rows = chunk_rows(head.out_features, budget)
-    nll = [F.cross_entropy(head(h_NH[i : i + rows]).float(), target_N[i : i + rows], reduction="none")
-           for i in range(0, len(target_N), rows)]
+    nll = []
+    for i in range(0, len(target_N), rows):
+        logits_CV = head(h_NH[i : i + rows])
+        logits_CV = logits_CV.float() if logits_CV.dtype != torch.float32 else logits_CV
+        nll.append(_exp_shifted_(logits_CV, target_N[i : i + rows])[0])
     return torch.cat(nll).view(ids_BT.shape[0], -1)
 
 
@@ -89,10 +105,11 @@ class HeadNLL(torch.autograd.Function):
         grad_w = torch.zeros_like(w_VH, dtype=torch.float32)
         for i in range(0, len(target_N), rows):
             h_CH, target_C = h_NH[i : i + rows], target_N[i : i + rows]
-            logits_CV = F.linear(h_CH, w_VH).float()
-            lse_C = torch.logsumexp(logits_CV, dim=1)
-            total += (lse_C - logits_CV.gather(1, target_C[:, None]).squeeze(1)).sum()
-            d_CV = torch.exp_(logits_CV.sub_(lse_C[:, None]))  # softmax, in place of the logits
+            logits_CV = F.linear(h_CH, w_VH)
+            logits_CV = logits_CV.float() if logits_CV.dtype != torch.float32 else logits_CV
+            nll_C, sum_C = _exp_shifted_(logits_CV, target_C)
+            total += nll_C.sum()
+            d_CV = logits_CV.div_(sum_C[:, None])  # softmax, in place of the logits
             d_CV[torch.arange(len(target_C)), target_C] -= 1.0
             device = h_CH.device.type
             d_CV = d_CV.to(torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h_CH.dtype)

@@ -89,6 +89,33 @@ def test_report_files_and_routing_rise_with_prefix_length(run):
 
 
 @pytest.mark.slow
+def test_routing_cv_covers_the_training_and_validation_windows(run):
+    """routing_cv.csv: CV over the shards' training windows, val over their validation windows; with --split all the
+    centroid rule's pooled answers are routing_recall's (its top-1 does not depend on the cross-validated temperatures)."""
+    from splitlm.curate.inspect.routing_cv import split_windows
+
+    folder = run / "inspect"
+    assert (folder / "routing_cv.png").stat().st_size > 0
+    assert "![routing cv](routing_cv.png)" in (folder / "report.md").read_text()
+    rows = read_csv(folder / "routing_cv.csv")
+    train, val = split_windows(run, K)
+    assert {r["router"] for r in rows} == {"centroid"}  # a centroid run
+    assert [(int(r["prefix_tokens"]), r["split"]) for r in rows] == [(p, s) for s in ("cv", "val") for p in PREFIXES]
+    for r in rows:
+        assert int(r["n"]) == (min(len(train), 4_000) if r["split"] == "cv" else len(val))
+        assert 0 <= float(r["top1_low"]) <= float(r["top1"]) <= float(r["top1_high"]) <= 1
+        assert 0 <= float(r["ece"]) <= 1
+    windows = json.loads((run / "manifest.json").read_text())["windows"]
+    outside = (windows - len(train) - len(val)) / windows  # windows the shards dropped
+    recall = {int(r["prefix_tokens"]): float(r["route_top1"]) for r in read_csv(folder / "routing_recall.csv")}
+    by = {(int(r["prefix_tokens"]), r["split"]): r for r in rows}
+    for p in PREFIXES:
+        cv, held = by[(p, "cv")], by[(p, "val")]
+        pooled = (int(cv["n"]) * float(cv["top1"]) + int(held["n"]) * float(held["top1"])) / (len(train) + len(val))
+        assert abs(pooled - recall[p]) <= outside + 2e-3, (p, pooled, recall[p])
+
+
+@pytest.mark.slow
 def test_comp_groups_concentrate_and_counts_match_the_cards(run):
     from splitlm.schemas.card import Card
 

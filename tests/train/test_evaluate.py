@@ -132,3 +132,55 @@ def test_cluster_groups_use_three_digits_from_k_101():
     assert sorted(r["group"] for r in rows if r["kind"] == "cluster") == ["000", "026", "100"]
     rows = evaluate._group_rows(0, own[:2], ["a", "b"], routed[:2], nll[:2], nll[:2], 10, n_clusters=27)
     assert sorted(r["group"] for r in rows if r["kind"] == "cluster") == ["00", "26"]
+
+
+class ListRouter:
+    """Routes the i-th prefix it is given to `clusters[i]`."""
+
+    prefix_tokens = 32
+
+    def __init__(self, clusters):
+        self.clusters = np.asarray(clusters, np.int32)
+
+    def route_tokens(self, prefixes, prefix_tokens=32):
+        assert len(prefixes) == len(self.clusters)
+        return SimpleNamespace(clusters=self.clusters)
+
+
+def test_by_domain_scores_each_label_with_the_branch_it_routes_to_most(split_train, tiny_run):
+    import csv
+
+    info = read_run(tiny_run)
+    _, _, labels = evaluate._val_shards(tiny_run, info)
+    labels = np.asarray(labels)
+    # tiny: 5 of 8 windows to cluster 1 (its top branch), 3 to cluster 0; every other window to cluster 2.
+    routes = np.full(len(labels), 2)
+    tiny = np.flatnonzero(labels == "tiny")
+    routes[tiny[:5]], routes[tiny[5:]] = 1, 0
+    rows = evaluate.routed_eval(split_train, tiny_run, router=ListRouter(routes), prefix_tokens=PREFIX, by_domain=True)
+    got = list(csv.DictReader((split_train / "routed" / "by_domain.csv").open()))
+    assert {(int(r["split_at"]), r["domain"]) for r in got} == {(s, d) for s in (0, 3072)
+                                                                 for d in ("tiny", "code", "wiki", "c4")}
+    by = {(r["split_at"], r["group"]): r for r in rows if r["kind"] == "domain"}
+    windows = _val(tiny_run)
+    bf16 = evaluate.runner.use_bf16("auto")
+    for r in got:
+        split_at, domain = int(r["split_at"]), r["domain"]
+        # pretrained-only and routed perplexities agree with the routed evaluation's domain groups
+        assert float(r["pretrained_ppl"]) == pytest.approx(by[(split_at, domain)]["baseline_ppl"], rel=1e-3)
+        assert float(r["routed_ppl"]) == pytest.approx(by[(split_at, domain)]["routed_ppl"], rel=1e-3)
+        top = 1 if domain == "tiny" else 2
+        assert r["top_branch"] == f"{top:02d}"
+        assert float(r["top_share"]) == pytest.approx(5 / 8 if domain == "tiny" else 1.0, abs=1e-3)
+        # the top branch scores every window of the label, those routed elsewhere included
+        model = AutoModelForCausalLM.from_pretrained(branch_dir(split_train, split_at, top, 3) / "final").eval()
+        idx = np.flatnonzero(labels == domain)
+        nll = evaluate._score(model, windows[idx], PREFIX, 8, bf16=bf16).sum()
+        assert float(r["top_branch_ppl"]) == pytest.approx(math.exp(nll / (len(idx) * (129 - PREFIX))), rel=1e-3)
+    table = (split_train / "routed" / "by_domain.md").read_text()
+    assert table.count("\n| ") == len(got) + 1 and "| 3,072 | tiny | 8 | 01 (0.62) |" in table
+
+
+def test_by_domain_label_field_must_be_an_index_column(split_train, tiny_run):
+    with pytest.raises(ConfigError, match="--label-field"):
+        evaluate.routed_eval(split_train, tiny_run, router=ConstantRouter(0), by_domain=True, label_field="topic")

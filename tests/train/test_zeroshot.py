@@ -1,14 +1,17 @@
-"""`train zeroshot`: templates, data, the provisioned asset, and the whole command against an independent scorer."""
+"""`train zeroshot` through lm-evaluation-harness: task configs, the `LM` subclass, and the whole command
+against an independent scorer of the same templates (no lm-eval) on the pretrained-only checkpoint."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
+import os
 import re
 import shutil
-import sys
+import socket
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -17,7 +20,7 @@ from typer.testing import CliRunner
 
 from splitlm.assets import _provision_zeroshot, zeroshot_path
 from splitlm.core.errors import AssetError, ConfigError
-from splitlm.train.zeroshot import data, score, tasks
+from splitlm.train.zeroshot import harness, run, taskconfigs
 from tests.train.zeroshot_fixtures import run_with_router, train_with_router
 
 SPLIT_AT = 6 * 512
@@ -25,46 +28,99 @@ LIMIT = 3  # MMLU: 3 x 57 subjects
 TASKS = "arc_easy,arc_challenge,piqa,hellaswag,sciq,boolq,winogrande,mmlu"
 
 
-def test_templates_follow_the_harness():
-    arc = tasks.arc({"question": "Q?", "choices": {"text": ["a", "b"], "label": ["1", "2"]}, "answerKey": "2"})
-    assert arc.contexts == ["Question: Q?\nAnswer:"] * 2 and arc.continuations == [" a", " b"] and arc.gold == 1
-    hs = tasks.hellaswag({"activity_label": "Cooking", "ctx_a": "A man [title] cuts.", "ctx_b": "he", "ctx": "c",
-                          "endings": [" slices [step] bread.  ", "eats"], "label": "1"})
-    assert hs.contexts[0] == "Cooking: A man. cuts. He" and hs.choices == ["slices bread.", "eats"]
-    assert hs.route_text == "c" and hs.gold == 1
-    wg = tasks.winogrande({"sentence": "Ann beat Bo so _ won.", "option1": "Ann", "option2": "Bo", "answer": "1"})
-    assert wg.contexts == ["Ann beat Bo so Ann", "Ann beat Bo so Bo"] and wg.continuations == [" won."] * 2
-    assert wg.gold == 0 and wg.choices == wg.contexts
-    bq = tasks.boolq({"passage": "P.", "question": "is it", "answer": True})
-    assert bq.contexts[0] == "P.\nQuestion: is it?\nAnswer:" and bq.continuations == [" no", " yes"] and bq.gold == 1
-    sq = tasks.sciq({"support": "  S.", "question": "Q", "distractor1": "x", "distractor2": "y", "distractor3": "z",
-                     "correct_answer": "w"})
-    assert sq.contexts[0] == "S.\nQuestion: Q\nAnswer:" and sq.gold == 3 and sq.route_text == "Q"
-    mm = tasks.mmlu({"question": " Q ", "subject": "high_school_biology", "choices": ["a", "b", "c", "d"], "answer": 2})
-    assert mm.contexts[0].startswith("The following are questions (with answers) about high school biology.\n\n")
-    assert {t.name: t.route_field for t in tasks.TASKS.values()} == {
+def read_docs(name: str, limit: int) -> list[dict]:
+    """The first `limit` rows of the task's folder(s) in file order, read without lm-eval."""
+    task = taskconfigs.TASKS[name]
+    docs = []
+    for folder in sorted(p for p in zeroshot_path().glob(task.folder) if p.is_dir()):
+        docs += datasets.load_from_disk(str(folder)).select(range(limit)).to_list()
+    return docs
+
+
+class Recording:
+    """A stand-in for `SplitModel` (unit tests only): K branches, routes by text length, scores by length."""
+
+    def __init__(self, k: int = 2):
+        self.folders = [f"branch-{c}" for c in range(k)]
+        self.calls: list[tuple[int, int]] = []
+
+    @property
+    def k(self) -> int:
+        return len(self.folders)
+
+    def route(self, texts, by="router"):
+        return np.asarray([len(t) % self.k for t in texts])
+
+    def loglikelihood(self, pairs, routes):
+        self.calls.append((int(routes[0]), len(pairs)))
+        return [(-float(len(x)) - 0.1 * routes[0], False) for _, x in pairs]
+
+
+def test_task_configs_are_the_harness_yamls_on_local_folders():
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    root = zeroshot_path()
+    assert {t.name: t.route_field for t in taskconfigs.TASKS.values()} == {
         "arc_easy": "question", "arc_challenge": "question", "piqa": "goal", "hellaswag": "ctx", "sciq": "question",
         "boolq": "question", "winogrande": "sentence", "mmlu": "question"}  # fmt: skip
+    for task in taskconfigs.TASKS.values():
+        cfgs = taskconfigs.configs(root, task)
+        assert len(cfgs) == (57 if task.name == "mmlu" else 1)
+        own = load_yaml(taskconfigs.harness_yaml(task.yaml.format(subject="anatomy")))
+        cfg = cfgs[1] if task.name == "mmlu" else cfgs[0]  # mmlu: abstract_algebra, anatomy, ...
+        for key in ("task", "doc_to_text", "doc_to_choice", "output_type", "description"):
+            assert cfg.get(key) == own.get(key), (task.name, key)
+        assert cfg["doc_to_target"] == own["doc_to_target"] and cfg["dataset_path"].startswith(str(root))
+        assert {m["metric"] for m in cfg["metric_list"]} == {"acc", "acc_norm"} and cfg["num_fewshot"] == 0
+    assert "query" in taskconfigs.configs(root, taskconfigs.TASKS["hellaswag"])[0]["doc_to_text"]  # process_docs kept
     with pytest.raises(ConfigError, match="--tasks arc,piqa: unknown task arc"):
-        tasks.parse_tasks("arc,piqa")
+        taskconfigs.parse_tasks("arc,piqa")
 
 
-def test_acc_norm_and_stderr():
-    q = tasks.Question(["c", "c"], [" ab", " abcdef"], ["ab", "abcdef"], 1, "c")
-    acc, norm = score.correct([q, q], [np.array([-2.0, -3.0]), np.array([-4.0, -3.0])])
-    assert acc.tolist() == [0.0, 1.0] and norm.tolist() == [1.0, 1.0]  # -2/2 < -3/6
-    assert score.stderr(np.array([0.0, 1.0, 1.0, 1.0])) == pytest.approx(math.sqrt(0.25 / 4))
+def test_the_harness_renders_the_templates_and_routes_by_the_paper_field(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise OSError("network access in a test")
 
+    monkeypatch.setattr(socket.socket, "connect", no_network)  # any fetch fails loudly
+    model, names = Recording(k=2), ["arc_easy", "piqa", "hellaswag", "boolq", "winogrande", "mmlu"]
+    tasks = taskconfigs.build(zeroshot_path(), taskconfigs.parse_tasks(",".join(names)))
+    assert os.environ["HF_DATASETS_OFFLINE"] == "1" and os.environ["HF_HUB_OFFLINE"] == "1"
+    seen = []
 
-def test_limit_is_the_first_questions_in_file_order_per_mmlu_subject(monkeypatch):
-    root = zeroshot_path()
-    full = data.read_docs(root, tasks.TASKS["piqa"])
-    assert data.read_docs(root, tasks.TASKS["piqa"], limit=5) == full[:5] and len(full) == 1838
-    mmlu = data.read_docs(root, tasks.TASKS["mmlu"], limit=2)
-    subjects = [d["subject"] for d in mmlu]
-    assert len(set(subjects)) == 57 and len(mmlu) == 114 and subjects == sorted(subjects)
-    monkeypatch.setitem(sys.modules, "datasets", None)  # without `datasets`: pyarrow reads the same rows
-    assert data.read_docs(root, tasks.TASKS["piqa"], limit=5) == full[:5]
+    class Spy(harness.SplitLM):
+        def loglikelihood(self, requests, disable_tqdm=False):
+            seen.extend(requests)
+            return super().loglikelihood(requests, disable_tqdm)
+
+    lm = Spy(model, harness.BranchScores())
+    summary = run.harness_pass(lm, tasks, limit=2)
+    assert {n: s["n"] for n, s in summary.items()} == {**dict.fromkeys(names[:-1], 2), "mmlu": 2 * 57}
+    arc = read_docs("arc_easy", 2)
+    first = [r for r in seen if r.task_name == "arc_easy" and r.doc_id == 0]
+    assert [r.args for r in first] == [(f"Question: {arc[0]['question']}\nAnswer:", " " + c)
+                                       for c in arc[0]["choices"]["text"]]
+    wg = read_docs("winogrande", 1)[0]
+    blank = wg["sentence"].index("_")
+    assert [r.args for r in seen if r.task_name == "winogrande" and r.doc_id == 0] == [
+        (wg["sentence"][:blank] + wg[o], " " + wg["sentence"][blank + 1:].strip()) for o in ("option1", "option2")]
+    bq = read_docs("boolq", 1)[0]
+    assert [r.args[1] for r in seen if r.task_name == "boolq" and r.doc_id == 0] == [" no", " yes"]
+    assert seen[[r.task_name for r in seen].index("boolq")].args[0].endswith(f"\nQuestion: {bq['question']}?\nAnswer:")
+    mmlu_subjects = {r.task_name for r in seen if r.task_name.startswith("mmlu_")}
+    assert len(mmlu_subjects) == 57 and {r.doc_id for r in seen if r.task_name.startswith("mmlu_")} == {0, 1}
+    # every request went to the branch of its question's routing field; one model call per branch
+    field = {"arc_easy": "question", "piqa": "goal", "hellaswag": "ctx", "boolq": "question",
+             "winogrande": "sentence"}  # fmt: skip
+    for r in seen:
+        text = r.doc[field.get(r.task_name, "question")]
+        assert lm.routed[(r.task_name, r.doc_id)] == len(text) % 2
+    assert sorted(c for c, _ in model.calls) == [0, 1] and sum(n for _, n in model.calls) == len(seen)
+    # a fixed branch reuses what the routed pass scored: only the other branch's share is computed
+    before = lm.scores.computed
+    run.harness_pass(harness.SplitLM(model, lm.scores, branch=1), tasks, limit=2)
+    assert lm.scores.computed - before == sum(1 for r in seen if lm.routed[(r.task_name, r.doc_id)] == 0)
+    with pytest.raises(ConfigError, match="generate_until is not supported"):
+        lm.generate_until([])
 
 
 def test_the_provisioned_data_is_checked(tmp_path):
@@ -129,8 +185,8 @@ def _independent_accuracy(train, name: str, docs: list[dict]) -> tuple[float, fl
             ids = (ctx_ids + cont_ids)[-(width + 1):]
             with torch.no_grad():
                 logp = torch.log_softmax(model(torch.tensor([ids[:-1]])).logits[0].float(), -1)
-            targets = ids[-len(cont_ids):]
-            lls.append(sum(logp[len(ids) - 1 - len(cont_ids) + k, t].item() for k, t in enumerate(targets)))
+            n = min(len(cont_ids), len(ids) - 1)  # a continuation longer than the window: its last tokens
+            lls.append(sum(logp[len(ids) - 1 - n + k, t].item() for k, t in enumerate(ids[-n:])))
         acc.append(int(np.argmax(lls)) == gold)
         norm.append(int(np.argmax(np.array(lls) / np.array([len(s) for s in strings]))) == gold)
     return float(np.mean(acc)), float(np.mean(norm))
@@ -142,9 +198,13 @@ def routed_train(tmp_path_factory, tiny_run, split_train):
     return train_with_router(split_train, run_with_router(tiny_run, root), root)
 
 
-def test_train_zeroshot_writes_three_models_and_matches_an_independent_scorer(routed_train):
+def test_train_zeroshot_writes_three_models_and_matches_an_independent_scorer(routed_train, monkeypatch):
     from splitlm.cli import train_zeroshot
 
+    def no_network(*args, **kwargs):
+        raise OSError("network access in a test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
     app = typer.Typer()
     train_zeroshot.register(app)
     app.callback()(lambda: None)
@@ -160,7 +220,11 @@ def test_train_zeroshot_writes_three_models_and_matches_an_independent_scorer(ro
         (t, m) for t in names for m in ("pretrained", "split-routed", "best-branch"))
     assert {r["n"] for r in rows if r["task"] != "mmlu"} == {str(LIMIT)}
     assert {r["n"] for r in rows if r["task"] == "mmlu"} == {str(LIMIT * 57)}  # the first LIMIT of each subject
-    assert (folder / "zeroshot.png").stat().st_size > 0
+    for r in rows:
+        if r["task"] != "mmlu":  # the harness's mean_stderr: sqrt(acc (1 - acc) / (n - 1))
+            acc = float(r["acc"])
+            assert float(r["acc_stderr"]) == pytest.approx(math.sqrt(acc * (1 - acc) / (LIMIT - 1)), abs=1e-5)
+    assert (folder / "zeroshot.png").stat().st_size > 0 and not (folder / ".work").exists()
     assert f"| arc_easy | 3,072 | {LIMIT} |" in (folder / "results.md").read_text()
     # best-branch is the branch with the highest accuracy; every question routed somewhere
     with open(folder / "routing.csv") as fh:
@@ -170,37 +234,41 @@ def test_train_zeroshot_writes_three_models_and_matches_an_independent_scorer(ro
         best = next(r for r in rows if r["task"] == name and r["model"] == "best-branch")
         assert float(best["acc"]) == max(float(r["acc"]) for r in mine)
         assert sum(int(r["routed"]) for r in mine) == int(best["n"])
-    root = zeroshot_path()
     for name in names:
-        docs = data.read_docs(root, tasks.TASKS[name], limit=LIMIT)
-        acc, norm = _independent_accuracy(routed_train, name, docs)
+        acc, norm = _independent_accuracy(routed_train, name, read_docs(name, LIMIT))
         got = next(r for r in rows if r["task"] == name and r["model"] == "pretrained")
         assert abs(100 * float(got["acc"]) - 100 * acc) <= 0.5, name
         assert abs(100 * float(got["acc_norm"]) - 100 * norm) <= 0.5, name
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(routed_train, monkeypatch):
-    from splitlm.train.zeroshot import run
+    from splitlm.train.split_model import SplitModel
 
-    questions = run.load_questions(zeroshot_path(), [tasks.TASKS["arc_easy"], tasks.TASKS["piqa"]], 2)
+    chosen = taskconfigs.parse_tasks("arc_easy,piqa")
     work = routed_train / "zeroshot" / ".work"
     shutil.rmtree(work, ignore_errors=True)
-    real, calls = score.choice_logprobs, []
+    real, calls = SplitModel.loglikelihood, []
 
-    def counting(model, qs, branch, stop_at=None):
-        calls.append(branch)
-        if stop_at is not None and len(calls) == stop_at:
-            raise KeyboardInterrupt
-        return real(model, qs, branch)
+    def counting(stop_at):
+        def wrapped(self, requests, routes=None):
+            calls.append(len(requests))
+            if stop_at is not None and len(calls) == stop_at:
+                raise KeyboardInterrupt
+            return real(self, requests, routes)
+        return wrapped
 
-    monkeypatch.setattr(score, "choice_logprobs", lambda m, q, b: counting(m, q, b, stop_at=3))
+    def evaluate():
+        return run.evaluate(routed_train, zeroshot_path(), chosen, 2, [SPLIT_AT], log=lambda _: None)
+
+    monkeypatch.setattr(SplitModel, "loglikelihood", counting(stop_at=3))
     with pytest.raises(KeyboardInterrupt):
-        run.evaluate(routed_train, questions, [SPLIT_AT], log=lambda _: None)
-    assert len(list(work.glob("*.npy"))) == 2  # the two finished passes
+        evaluate()
+    assert len(list(work.glob("*.npz"))) == 2  # pretrained and branch 0: one model call each
     calls.clear()
-    monkeypatch.setattr(score, "choice_logprobs", lambda m, q, b: counting(m, q, b))
-    resumed = run.evaluate(routed_train, questions, [SPLIT_AT], log=lambda _: None)
-    assert len(calls) == 2 + 3 * 2 - 2  # pretrained x 2 tasks + 3 branches x 2 tasks, minus the saved two
+    monkeypatch.setattr(SplitModel, "loglikelihood", counting(stop_at=None))
+    resumed = evaluate()
+    assert len(calls) == 2  # branches 1 and 2; the routed pass reads the branch passes' scores
     shutil.rmtree(work)
-    assert run.evaluate(routed_train, questions, [SPLIT_AT], log=lambda _: None) == resumed
+    calls.clear()
+    assert evaluate() == resumed and len(calls) == 4
     shutil.rmtree(work)

@@ -4,7 +4,8 @@ Per cluster: sizes and share, top terms by class-based TF-IDF against the other 
 `top_terms`),
 exemplar snippets nearest the centroid, the domain histogram when labels exist, nearest clusters by
 centroid cosine, dedup removals traced to the cluster of the kept document, balance figures, the
-routing accuracy of its validation windows at the router's prefix length, and provenance. The
+routing accuracy of its validation windows at the router's prefix length (the run's router, and
+each router the run has: centroid, and learned when it has a head), and provenance. The
 statistics come from `splitlm.curate.stats`, which `curate inspect` shares. Terms are counted on a
 deterministic sample of `terms_sample` windows per cluster. Outputs: `cluster-XX.json`,
 `cluster-XX.md` (YAML front matter in the style of Hugging Face dataset cards) and `index.md`.
@@ -23,6 +24,7 @@ import numpy as np
 
 from splitlm.core.parts import iter_batches
 from splitlm.curate.cluster.router import Router
+from splitlm.curate.inspect.routing_cv import routers_of
 from splitlm.curate.rows import take_rows
 from splitlm.curate.stats import centroid_cosines, nearest_clusters, ranked_labels, share_by_cluster
 from splitlm.curate.window_columns import WindowColumns, first_windows, read_doc_ids, read_window_columns
@@ -32,8 +34,9 @@ from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.tables import ASSIGNMENTS, DUPLICATES
 from splitlm.schemas.tokens import TokenArray
 
-ALGORITHM = 3  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
+ALGORITHM = 4  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
 # 2: `routing_accuracy_32` became `routing_accuracy` + `routing_prefix_tokens`; data_files point at the export
+# 4: `routing_accuracy_by_router`: each router's share on the same validation windows
 
 _WORD = re.compile(r"[^\W\d_]{3,24}")
 
@@ -101,7 +104,8 @@ def build_cards(run: Path, config: CardsConfig, provenance: dict[str, Any], rout
     cos_KK = centroid_cosines(router.centroids_KD)
     removals = _dedup_removals(table, labels, k, iter_batches(run / "dedup", "duplicates", DUPLICATES,
                                                                columns=["duplicate_of"]))
-    accuracy = _routing_accuracy(router, tokens, labels, table.is_val_N, k, config.routing_sample)
+    by_router = _routing_accuracy(router, tokens, labels, table.is_val_N, k, config.routing_sample)
+    accuracy = by_router[router.kind]  # the run's own router
     domains_KL = _domain_counts(table, labels, k)
     best = [m[np.argsort(dist[m], kind="stable")[: config.exemplars]] for m in members]
     doc_ids = read_doc_ids(run, np.concatenate(best)) if k else {}
@@ -124,6 +128,7 @@ def build_cards(run: Path, config: CardsConfig, provenance: dict[str, Any], rout
                               for j in nearest_clusters(cos_KK, c)],
             dedup_removals=int(removals[c]), balance=_balance(sizes, c), embed_mode=router.spec.embedder.mode,
             routing_accuracy=accuracy[c][0], routing_prefix_tokens=router.prefix_tokens, routing_sample=accuracy[c][1],
+            routing_accuracy_by_router={name: acc[c][0] for name, acc in by_router.items()},
             provenance=Provenance(**provenance),
         ))  # fmt: skip
     return cards
@@ -165,10 +170,18 @@ def _dedup_removals(table: WindowColumns, labels: np.ndarray, k: int, duplicates
     return out
 
 
-def _routing_accuracy(router, tokens, labels, is_val, k, sample) -> list[tuple[float | None, int]]:
-    """Per cluster: (share of sampled validation windows whose prefix routes to their cluster, sample size)."""
+def _routing_accuracy(router, tokens, labels, is_val, k, sample) -> dict[str, list[tuple[float | None, int]]]:
+    """Per router the run has (centroid; learned with a learned head), per cluster: (share of the cluster's
+    sampled validation windows whose `router.prefix_tokens`-token prefix routes to it, sample size).
+
+    Validation windows, not inspect's cross-validated predictions: the cards stage runs before
+    inspect. Every router routes the same prefixes, embedded once (as `Router.route_tokens` does).
+    """
+    routers = routers_of(router, router.routing)
     ids = np.concatenate([_evenly(np.flatnonzero(is_val & (labels == c)), sample) for c in range(k)])
     if len(ids) == 0:
-        return [(None, 0)] * k
-    routed = router.route_tokens(take_rows(tokens, ids)[:, : router.prefix_tokens].tolist()).clusters
-    return share_by_cluster(routed == labels[ids], labels[ids], k)
+        return {name: [(None, 0)] * k for name in routers}
+    n = router.prefix_tokens
+    x_SD = router.embedder.encode(router.tokenizer.decode_batch(take_rows(tokens, ids)[:, :n].tolist()))
+    return {name: share_by_cluster(r.route_vectors(x_SD, n).clusters == labels[ids], labels[ids], k)
+            for name, r in routers.items()}

@@ -44,6 +44,7 @@ def render_card(card: Card, k: int) -> str:
         f"| top domain | {cell(card.top_domain) if card.top_domain else 'n/a'}"
         + (f" ({card.top_domain_share:.0%})" if card.top_domain_share is not None else "") + " |",
         f"| {card.routing_prefix_tokens}-token routing accuracy (val) | {routing} |",
+        *_per_router(card),
         f"| duplicates removed (kept copy here) | {card.dedup_removals:,} |",
         f"| embedding | {card.provenance.embedder.get('model_id')} ({card.embed_mode}, "
         f"{card.provenance.embedder.get('precision')}) |",
@@ -66,6 +67,12 @@ def render_card(card: Card, k: int) -> str:
               f"- corpus fingerprint: `{p.corpus_fingerprint[:16]}`", f"- tokenizer: `{p.tokenizer}`",
               "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(p.versions.items())), ""]
     return "\n".join(lines)
+
+
+def _per_router(card: Card) -> list[str]:
+    """One row per router the run has (centroid; learned), on the same validation windows."""
+    return [f"| {card.routing_prefix_tokens}-token routing accuracy (val), {name} router | "
+            f"{'n/a' if acc is None else f'{acc:.1%}'} |" for name, acc in card.routing_accuracy_by_router.items()]
 
 
 def render_index(cards: list[Card], clusters: dict[str, Any]) -> str:

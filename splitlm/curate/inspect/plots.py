@@ -12,6 +12,7 @@ import numpy as np
 
 from splitlm.curate.inspect.domains import DomainStats
 from splitlm.curate.inspect.routing import PrefixRow
+from splitlm.curate.inspect.routing_cv import CvRow
 from splitlm.curate.inspect.similarity import SimilarityStats
 from splitlm.schemas.layout import cluster_number
 
@@ -99,6 +100,44 @@ def plot_routing(rows: list[PrefixRow], k: int, split: str, router_prefix: int, 
     ax.set_title(f"Prefix routing: {n:,} {which} windows, K = {k} (R@k: own window among all {n:,})", fontsize=10)
     ax.grid(alpha=0.3)
     fig.legend(fontsize=8, loc="outside lower center", ncol=3)
+    _save(fig, path)
+
+
+def plot_routing_cv(rows: list[CvRow], k: int, router_prefix: int, path: Path) -> None:
+    """Each router's cross-validated top-1 against P with its 95% band, and its validation top-1 as points."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.2, 4.4), layout="constrained")
+    colors = {"centroid": "C3", "learned": "C2"}
+    ps = sorted({r.prefix_tokens for r in rows})
+    for name in dict.fromkeys(r.router for r in rows):
+        color = colors.get(name, "C0")
+        cv = sorted((r for r in rows if r.router == name and r.split == "cv" and r.n), key=lambda r: r.prefix_tokens)
+        val = sorted((r for r in rows if r.router == name and r.split == "val" and r.n), key=lambda r: r.prefix_tokens)
+        if cv:
+            x = [r.prefix_tokens for r in cv]
+            ax.fill_between(x, [r.top1_low for r in cv], [r.top1_high for r in cv], color=color, alpha=0.18, lw=0)
+            ax.plot(x, [r.top1 for r in cv], "-", color=color, marker="o", ms=4,
+                    label=f"{name}: 5-fold CV, training windows (n={cv[0].n:,}, 95% band)")
+        if val:
+            x = [r.prefix_tokens for r in val]
+            ax.errorbar(x, [r.top1 for r in val], yerr=[[r.top1 - r.top1_low for r in val],
+                                                      [r.top1_high - r.top1 for r in val]],
+                        fmt="s", color=color, mfc="white", ms=4, capsize=2, lw=0.8, ls="none",
+                        label=f"{name}: validation windows (n={val[0].n:,}, 95%)")
+    ax.axvline(router_prefix, color="0.4", lw=0.8, ls="-.")
+    ax.text(router_prefix * 1.04, 0.03, f"router prefix: {router_prefix} tokens", fontsize=8, color="0.3")
+    ax.axhline(1 / k, color="0.5", lw=0.8, ls=":")
+    if ps:
+        ax.text(ps[-1], 1 / k + 0.015, f"chance 1/K = {1 / k:.2f}", fontsize=8, color="0.4", va="bottom", ha="right")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ps, [str(p) for p in ps])
+        ax.minorticks_off()
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("prefix length P (tokens)")
+    ax.set_ylabel("share routed to the window's own cluster")
+    ax.set_title(f"Routing accuracy by prefix length, K = {k}: cross-validated and held out", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.legend(fontsize=8, loc="outside lower center", ncol=2)
     _save(fig, path)
 
 

@@ -16,8 +16,15 @@ import numpy as np
 
 from splitlm.core.markdown import cell
 from splitlm.curate.inspect.domains import DomainStats
-from splitlm.curate.inspect.plots import PAPER_TABLE5, plot_domains, plot_routing, plot_similarity
+from splitlm.curate.inspect.plots import (
+    PAPER_TABLE5,
+    plot_domains,
+    plot_routing,
+    plot_routing_cv,
+    plot_similarity,
+)
 from splitlm.curate.inspect.routing import PrefixRow
+from splitlm.curate.inspect.routing_cv import CV_COLUMNS, CvRow
 from splitlm.curate.inspect.similarity import Pair, SimilarityStats
 from splitlm.schemas.layout import cluster_name, cluster_number
 
@@ -32,6 +39,11 @@ def domains_from(summary: dict[str, Any]) -> DomainStats:
 
 def routing_from(summary: dict[str, Any]) -> list[PrefixRow]:
     return [PrefixRow(**row) for row in summary["routing"]["rows"]]
+
+
+def routing_cv_from(summary: dict[str, Any]) -> list[CvRow]:
+    """The cross-validated routing rows; [] for a summary written before they existed."""
+    return [CvRow(**row) for row in summary.get("routing_cv", {}).get("rows", [])]
 
 
 def similarity_from(summary: dict[str, Any]) -> SimilarityStats:
@@ -68,6 +80,12 @@ def render_files(summary: dict[str, Any], out: Path) -> None:
         [r.prefix_tokens, r.windows, r.distinct_prefixes, _f(r.r_at_1), _f(r.r_at_5), _f(r.route_top1),
          _f(r.route_top3), _f(paper[r.prefix_tokens][0]), _f(paper[r.prefix_tokens][1]), _f(r.learned_top1),
          _f(r.learned_top3), _f(r.learned_ece), _f(r.centroid_ece)] for r in rows]))
+    cv = routing_cv_from(summary)
+    if cv:
+        (out / "routing_cv.csv").write_text(_csv(list(CV_COLUMNS), [
+            [r.router, r.prefix_tokens, r.split, r.n, _f(r.top1), _f(r.top1_low), _f(r.top1_high), _f(r.ece)]
+            for r in cv]))
+        plot_routing_cv(cv, k, summary["router_prefix_tokens"], out / "routing_cv.png")
     (out / "similarity.csv").write_text(_csv(["cluster", *names], [
         [names[c], *(_f(v) for v in sim.cos_KK[c])] for c in range(k)]))
     (out / "pairs.csv").write_text(_csv(["similarity", "reference", "partner", "cosine", "clusters"], [
@@ -96,6 +114,7 @@ def render_report(summary: dict[str, Any]) -> str:
              f"(seed {s['seed']}, {s['pool']:,} available).", ""]
     lines += _domains_section(dom, k)
     lines += _routing_section(rows, summary)
+    lines += _routing_cv_section(routing_cv_from(summary), summary)
     lines += _similarity_section(sim)
     lines += ["## Clusters", "",
               f"| cluster | windows | top label | purity | routing@{summary['router_prefix_tokens']} (sample) "
@@ -107,7 +126,8 @@ def render_report(summary: dict[str, Any]) -> str:
         lines.append(f"| [{c['name']}](../cards/{c['name']}.md) | {c['windows']:,} | {cell(c['top_label'])} | "
                      f"{c['purity']:.0%} | {acc} | {near} |")
     lines += ["", "Files: `domains.csv` (counts and shares per label), `clusters.csv`, `routing_recall.csv`, "
-              "`similarity.csv` (centroid cosines), `pairs.csv` (App. F pairs), `summary.json` (every number above).",
+              + ("`routing_cv.csv` (cross-validated routing), " if routing_cv_from(summary) else "")
+              + "`similarity.csv` (centroid cosines), `pairs.csv` (App. F pairs), `summary.json` (every number above).",
               ""]
     return "\n".join(lines)
 
@@ -160,6 +180,37 @@ def _routing_section(rows: list[PrefixRow], summary: dict[str, Any]) -> list[str
                      f"{r.route_top3:.3f} | {_f(r.centroid_ece, 3) or '-'} | {learned} | {ref} | "
                      f"{r.distinct_prefixes:,} |")
     return lines + [""]
+
+
+def _routing_cv_section(cv: list[CvRow], summary: dict[str, Any]) -> list[str]:
+    if not cv:
+        return []
+    info = summary["routing_cv"]
+    routers = list(dict.fromkeys(r.router for r in cv))
+    lines = ["## Routing accuracy by prefix length, cross-validated", "", "![routing cv](routing_cv.png)", "",
+             (f"`cv`: {info['folds']}-fold cross-validation over {info['cv_windows']:,} of the {info['train_windows']:,} "
+             f"training windows (a seeded sample; folds are blocks of {info['block']} consecutive windows). For each fold the "
+             "routing stage's fit (temperatures, and the learned head with its balance and temperatures) is redone "
+             "on the other folds only, so no window is routed by a fit that saw it; the centroid rule's centroids "
+             "and biases come from clustering (which saw every window) and are not refitted. `val`: "
+             f"{info['val_windows']:,} of the {info['val_pool']:,} held-out validation windows, routed by the routers "
+             "the routing stage fitted on training windows. Interval: 95% Wilson score interval of top-1. ECE: "
+             "expected calibration error (10 bins) of the router's probability for its choice."), "",
+             "| P tokens | " + " | ".join(f"{r} cv top-1 [95%] | {r} cv ECE | {r} val top-1 [95%] (n)"
+                                        for r in routers) + " |",
+             "|---:|" + "---:|---:|---:|" * len(routers)]
+    table = {(r.router, r.prefix_tokens, r.split): r for r in cv}
+    for p in sorted({r.prefix_tokens for r in cv}):
+        cells = []
+        for name in routers:
+            c, v = table[(name, p, "cv")], table[(name, p, "val")]
+            cells += [_interval(c), _f(c.ece, 3) or "-", f"{_interval(v)} ({v.n:,})" if v.n else "-"]
+        lines.append(f"| {p} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _interval(r: CvRow) -> str:
+    return f"{r.top1:.3f} [{r.top1_low:.3f}, {r.top1_high:.3f}]" if r.n else "-"
 
 
 def _similarity_section(sim: SimilarityStats) -> list[str]:

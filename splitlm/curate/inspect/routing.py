@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -61,6 +61,8 @@ class RoutingStats:
     seconds_embedding: float
     texts_embedded: int
     vectors_reused: int  # prefixes that are the stored vector's exact model input
+    embedded: dict[str, np.ndarray] = field(default_factory=dict)  # text -> embedding, for reuse (`routing_cv`)
+    prefix_SD: dict[int, np.ndarray] = field(default_factory=dict)  # P -> [N, D] the sample's prefix vectors
 
     def row(self, p: int) -> PrefixRow | None:
         return next((r for r in self.rows if r.prefix_tokens == p), None)
@@ -90,9 +92,10 @@ def prefix_routing(router, tokens_NW: np.ndarray, vectors_ND: np.ndarray, labels
     todo = [t for p in prefix_lengths for t, s in zip(texts[p], same[p]) if not s]
     vectors = _embed_distinct(router.embedder, todo, advance)
     seconds = time.perf_counter() - start
-    rows, hits = [], []
+    rows, hits, prefix_SD = [], [], {}
     for p in prefix_lengths:
         q_SD = np.stack([full_SD[i] if same[p][i] else vectors[t] for i, t in enumerate(texts[p])])
+        prefix_SD[p] = q_SD
         rank_S = _own_rank(q_SD, full_SD)
         top1_S = router.assign_vectors(q_SD).clusters == own_S
         # The router settles near-ties in float64; OR-ing its top-1 in keeps top-3 >= top-1 exactly.
@@ -103,7 +106,41 @@ def prefix_routing(router, tokens_NW: np.ndarray, vectors_ND: np.ndarray, labels
                               _mean(top1_S), _mean(top3_S), _ece(centroid_conf_S, top1_S), *learned))
         hits.append(top1_S)
     return RoutingStats(rows, window_ids, np.array(hits, dtype=bool).reshape(len(rows), len(window_ids)), seconds,
-                        len(vectors), int(sum(s.sum() for s in same.values())))
+                        len(vectors), int(sum(s.sum() for s in same.values())), vectors, prefix_SD)
+
+
+def prefix_vectors(router, tokens_NW: np.ndarray, vectors_ND: np.ndarray, window_ids: np.ndarray,
+                   prefix_lengths: tuple[int, ...], embedded: dict[str, np.ndarray],
+                   advance: Callable[[int], None] = lambda n: None, known: RoutingStats | None = None
+                   ) -> dict[int, np.ndarray]:
+    """{P: [S, D] float32 embedding of each window's P-token prefix}, as `prefix_routing` computes them.
+
+    Texts already in `embedded` (text -> vector) are not embedded again; new ones are added to it.
+    Windows of `known` (a `prefix_routing` result; sorted ids) take its vectors, at the lengths it has.
+    """
+    if known is not None and len(known.window_ids) and len(window_ids):
+        pos_S = np.minimum(np.searchsorted(known.window_ids, window_ids), len(known.window_ids) - 1)
+        hit_S = known.window_ids[pos_S] == window_ids
+        have = tuple(p for p in prefix_lengths if p in known.prefix_SD)
+        rest = prefix_vectors(router, tokens_NW, vectors_ND, window_ids[~hit_S], prefix_lengths, embedded, advance)
+        todo = prefix_vectors(router, tokens_NW, vectors_ND, window_ids[hit_S],
+                              tuple(p for p in prefix_lengths if p not in have), embedded, advance)
+        out = {}
+        for p in prefix_lengths:
+            out[p] = np.empty((len(window_ids), vectors_ND.shape[1]), dtype=np.float32)
+            out[p][~hit_S] = rest[p]
+            out[p][hit_S] = known.prefix_SD[p][pos_S[hit_S]] if p in have else todo[p]
+        return out
+    if len(window_ids) == 0 or not prefix_lengths:
+        return {p: np.zeros((0, vectors_ND.shape[1]), dtype=np.float32) for p in prefix_lengths}
+    rows_SW = take_rows(tokens_NW, window_ids)
+    full_SD = _unit(take_rows(vectors_ND, window_ids, np.float32))
+    texts = {p: router.tokenizer.decode_batch(rows_SW[:, :p]) for p in prefix_lengths}
+    same = _same_model_input(router, rows_SW, texts)
+    todo = [t for p in prefix_lengths for t, s in zip(texts[p], same[p]) if not s and t not in embedded]
+    embedded.update(_embed_distinct(router.embedder, todo, advance))
+    return {p: np.stack([full_SD[i] if same[p][i] else embedded[t] for i, t in enumerate(texts[p])]).astype(np.float32)
+            for p in prefix_lengths}
 
 
 def _centroid_confidence(router, q_SD: np.ndarray, p: int) -> np.ndarray:

@@ -5,6 +5,8 @@ Reads a finished run and writes `RUN/inspect/`:
                         (`domains`)
   routing_recall.csv/.png  R@1/R@5 of the full window from its P-token prefix, and routing accuracy
                         top-1/top-3, for each P (`routing`)
+  routing_cv.csv/.png   each router's accuracy by P under 5-fold CV over training windows, and on the
+                        held-out validation windows, with 95% intervals (`routing_cv`)
   similarity.csv/.png, pairs.csv  centroid cosines and the App. F pairs (`similarity`)
   clusters.csv, summary.json, report.md, manifest.json
 Inspect writes nothing outside `RUN/inspect/`: its routing accuracy at the router's prefix length,
@@ -17,6 +19,7 @@ function of `summary.json` (`report`), so equal inputs and seed give equal bytes
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from splitlm.curate.embed.stage import load_vectors
 from splitlm.curate.inspect.domains import domain_stats
 from splitlm.curate.inspect.report import render_files
 from splitlm.curate.inspect.routing import prefix_routing, sample_windows
+from splitlm.curate.inspect.routing_cv import CV_WINDOWS, block_size, plan, routing_config, routing_cv, split_windows
 from splitlm.curate.inspect.similarity import cluster_similarity
 from splitlm.curate.shards import read_labels
 from splitlm.curate.window_columns import read_window_columns
@@ -39,7 +43,7 @@ from splitlm.schemas.layout import RunLayout, cluster_name
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.tokens import TokenArray
 
-ALGORITHM = 2  # bump when the same config and input would give other output
+ALGORITHM = 3  # bump when the same config and input would give other output
 PREFIX_LENGTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 PLAIN_KEYS = ("on", "rows", "max_min", "objective", "ours_max_min", "ours_objective")  # timings stay out
 
@@ -57,12 +61,16 @@ class InspectConfig:
     """Windows to sample: val (held out, default), train or all (for runs with few validation windows)."""
     reference: int = 0
     """Reference cluster of the App. F pairs."""
+    cv_windows: int = CV_WINDOWS
+    """Training windows (a seeded sample) cross-validated for `routing_cv.csv`."""
 
     def __post_init__(self):
         if not self.prefix_lengths or min(self.prefix_lengths) < 1:
             raise ConfigError(f"--prefix-lengths {list(self.prefix_lengths)}: give positive token counts")
         if self.sample < 1:
             raise ConfigError(f"--sample {self.sample}: must be >= 1")
+        if self.cv_windows < 0:
+            raise ConfigError(f"--cv-windows {self.cv_windows}: must be >= 0")
         if self.split not in ("val", "train", "all"):
             raise ConfigError(f"--split {self.split!r}: choose val, train or all")
         object.__setattr__(self, "prefix_lengths", tuple(sorted(set(self.prefix_lengths))))
@@ -82,9 +90,10 @@ def run_inspect(run: Path, config: InspectConfig | None = None, progress: Progre
     def build(out: Path) -> dict[str, Any]:
         summary.update(_measure(Path(run), config, progress))
         seconds = summary.pop("_seconds_embedding")  # timings stay out of the rendered files
+        seconds_cv = summary.pop("_seconds_routing_cv")
         render_files(summary, out)
         return {"windows_sampled": summary["sample"]["windows"], "texts_embedded": summary["routing"]["texts_embedded"],
-                "seconds_embedding": seconds}
+                "seconds_embedding": seconds, "seconds_routing_cv": seconds_cv}
 
     manifest, _ = curate_stage.run(Path(run), "inspect", config, sha256_json(upstream), build, algorithm=ALGORITHM,
                             seed=config.seed, versions=("matplotlib", "torch"))
@@ -113,8 +122,15 @@ def _measure(run: Path, config: InspectConfig, progress: Progress) -> dict[str, 
     if len(ids) == 0:
         raise ConfigError(f"{run}: no {config.split} windows to sample; rerun `curate cluster` with --val-fraction > 0 "
                           "or pass --split all")
+    vectors_ND = load_vectors(run)
     with progress.stage("prefixes") as advance:
-        routing = prefix_routing(router, tokens_NW, load_vectors(run), labels_N, ids, lengths, advance)
+        routing = prefix_routing(router, tokens_NW, vectors_ND, labels_N, ids, lengths, advance)
+    train_pool, val_pool = split_windows(run, k)
+    the_plan = plan(train_pool, val_pool, config.cv_windows, config.sample, config.seed)
+    start = time.perf_counter()
+    with progress.stage("routing cv") as advance:
+        cv = routing_cv(router, routing_config(run), tokens_NW, vectors_ND, labels_N, the_plan, lengths,
+                        routing.embedded, advance, routing)
     clusters = _cluster_rows(dom, routing.hits(router.prefix_tokens), labels_N[ids], is_val_N[ids], k)
     balance = StageManifest.read(run / "clusters").counts
     pool = len(is_val_N) if config.split == "all" else int(is_val_N.sum() if config.split == "val" else (~is_val_N).sum())
@@ -133,7 +149,11 @@ def _measure(run: Path, config: InspectConfig, progress: Progress) -> dict[str, 
         "balance": {"max_min": balance["max_min"], "objective": balance["objective"],
                     "plain_faiss": {key: balance["plain_faiss"][key] for key in PLAIN_KEYS
                                     if key in balance.get("plain_faiss", {})}},
+        "routing_cv": {"folds": 5, "block": block_size(len(the_plan.train_ids)), "train_windows": len(train_pool), "cv_windows": len(the_plan.train_ids),
+                       "val_windows": len(the_plan.val_ids), "val_pool": len(val_pool),
+                       "rows": [r.__dict__ for r in cv.rows]},
         "_seconds_embedding": round(routing.seconds_embedding, 2),
+        "_seconds_routing_cv": round(time.perf_counter() - start, 2),
     }
 
 

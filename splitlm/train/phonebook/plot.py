@@ -48,3 +48,25 @@ def write_plot(path: Path, rows: list[dict], title: str) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
+
+
+def split_gains(rows: list[dict]) -> list[dict]:
+    """Per alpha, where splitting wins: the best fraction strictly between 0 and 1, its accuracy and
+    its margin (accuracy points, may be negative) over each endpoint."""
+    gains = []
+    for alpha in sorted({r["alpha"] for r in rows}):
+        acc = {r["pt_fraction"]: r["accuracy"] for r in rows if r["alpha"] == alpha}
+        inner = [f for f in sorted(acc) if 0 < f < 1]
+        if 0 not in acc or 1 not in acc or not inner:
+            continue
+        best = max(inner, key=lambda f: (acc[f], -f))
+        gains.append(
+            {
+                "alpha": alpha,
+                "pt_fraction": best,
+                "accuracy": acc[best],
+                "over_split_at_0": acc[best] - acc[0],
+                "over_pretrain_only": acc[best] - acc[1],
+            }
+        )
+    return gains

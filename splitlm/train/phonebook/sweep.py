@@ -4,7 +4,8 @@ Steps are counted as in the paper's Sec. 3.1: a total budget of T steps is D + K
 so at pretraining fraction f the pretraining run has trained round(f x T) steps when it is split,
 and each of the two branches then trains floor((T - round(f x T)) / 2) steps on its own cluster
 (the rounding of `budget.plan_budget`, the rule `train split` uses). f = 1.0 is the pretraining
-run itself at T steps, scored on both clusters; f = 0 branches start from the initial weights.
+run itself at T steps, scored on both clusters; f = 0 branches start from the initial weights
+(built from the seed as the pretraining run's are, so they need not wait for it).
 
 Training goes through `runner.train`, the same Trainer-based runner as `train split`, with the
 same warmup rule: the pretraining run warms up for `warmup_steps`, a branch from step 0 for
@@ -57,7 +58,7 @@ def plan(cfg: PhonebookConfig, out: Path, alpha: float) -> tuple[TrainJob, dict[
         tokens = s * per_step
         branches[f] = [replace(
             pretrain, name=f"alpha {alpha:g} f {f:g} c{c}", out=TrainLayout(train).branch(tokens, c, facts_mod.K),
-            init=export_dir(pretrain.out, tokens), train_clusters=(c,), eval_clusters=(c,), steps=b,
+            init=export_dir(pretrain.out, tokens) if s else None, train_clusters=(c,), eval_clusters=(c,), steps=b,
             warmup_steps=round(STEP0_WARMUP_SHARE * cfg.warmup_steps) if s == 0 else 0, eval_every=b,
             save_every=max(1, b // 4), export_at=(), branch_cluster=c, split_at=tokens,
         ) for c in k]  # fmt: skip
@@ -102,8 +103,13 @@ def sweep(cfg: PhonebookConfig, out: Path, parallel: int = 1, threads: int = 1) 
             alpha_dir(out, alpha) / "run", facts_mod.make_facts(cfg.facts, alpha, cfg.seed), cfg.seed
         )
         plans[alpha] = plan(cfg, out, alpha)
-    # Pretraining runs first (the branches load their exports), then every branch, longest first.
-    run_jobs([replace(p, threads=threads) for p, _ in plans.values()], parallel)
-    branches = [replace(j, threads=threads) for _, b in plans.values() for jobs in b.values() for j in jobs]
-    run_jobs(sorted(branches, key=lambda j: -j.steps), parallel)
+    # First the jobs that need no export: the pretraining runs and the branches from step 0 (T/2
+    # steps each, so with 2 processes one pretraining run and its two step-0 branches take the same
+    # time); then every other branch, longest first.
+    jobs = [p for p, _ in plans.values()] + [j for _, b in plans.values() for js in b.values() for j in js]
+    # Finished jobs (their done.json) are not handed to a worker: a rerun of a finished sweep only scores.
+    jobs = [replace(j, threads=threads) for j in jobs if not (j.out / "done.json").exists()]
+    first = [j for j in jobs if j.init is None]
+    run_jobs(sorted(first, key=lambda j: -j.steps), parallel)
+    run_jobs(sorted((j for j in jobs if j.init is not None), key=lambda j: -j.steps), parallel)
     return score.score_sweep(cfg, {a: (alpha_dir(out, a) / "run", *p) for a, p in plans.items()})

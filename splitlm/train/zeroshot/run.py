@@ -1,87 +1,89 @@
-"""`train zeroshot`: every question scored by the pretraining-only model and by the branches of each split point.
+"""`train zeroshot`: lm-evaluation-harness passes over the pretraining-only model and the branches of each split point.
 
-Per split point, every question is routed by its task's field (`tasks`) and every choice is scored
-by every branch (branch by branch, so each is loaded once): `split-routed` takes each question's
-scores from the branch it routes to, `best-branch` is the one branch with the highest accuracy on
-the whole task (an upper bound for routing a task as a whole). `pretrained` is TRAIN/pretrain/final.
-Rows: `task, model, split_at, n, acc, acc_norm, acc_stderr` (split_at -1 for `pretrained`, as in
-losses.csv); `mmlu` pools the questions of every subject.
-
-Resuming: the log-likelihoods of each (model folder, task questions) pass are saved in
-`TRAIN/zeroshot/.work/<key>.npy` (key: the checkpoint's manifest and every request's text), so a
-rerun after an interruption scores only what is missing; `report.write` removes the folder once
-results.csv is written.
+The harness (`lm_eval.evaluator.evaluate`) runs the tasks of `taskconfigs` on a `harness.SplitLM`:
+- `pretrained`: TRAIN/pretrain/final (split_at -1, as in losses.csv);
+- per split point, one pass per branch with every request sent to that branch: `best-branch` is the
+  branch with the highest acc on the whole task (an upper bound for routing a task as a whole);
+- then `split-routed`: every request routed by its question's field; its scores come from the
+  branch passes (`harness.BranchScores`), so nothing is scored twice.
+Rows: `task, model, split_at, n, acc, acc_norm, acc_stderr`, acc/acc_norm/acc_stderr the harness's
+(`mean`, `mean_stderr`); `mmlu` pools its subjects as the harness pools a group (weighted by size,
+`pooled_sample_stderr`). `limit` is the harness's: the first N documents of each task (MMLU: subject).
 """
 
 from __future__ import annotations
 
-from itertools import pairwise
 from pathlib import Path
 
-import numpy as np
-
-from splitlm.core.atomic import atomic_path
-from splitlm.core.hashing import sha256_file, sha256_json
 from splitlm.schemas.layout import TrainLayout
 from splitlm.train.split_model import SplitModel
-from splitlm.train.zeroshot import data, score
-from splitlm.train.zeroshot.tasks import Question, Task
+from splitlm.train.zeroshot import taskconfigs
+from splitlm.train.zeroshot.harness import BranchScores, SplitLM
+from splitlm.train.zeroshot.taskconfigs import Task, task_of
 
 
-def load_questions(root: Path, tasks: list[Task], limit: int) -> dict[str, list[Question]]:
-    return {t.name: [t.build(doc) for doc in data.read_docs(root, t, limit)] for t in tasks}
+def harness_pass(lm: SplitLM, harness_tasks: list, limit: int) -> dict[str, dict]:
+    """One `lm_eval.evaluator.evaluate` run: {our task: n, acc, acc_norm, acc_stderr}.
+
+    `evaluate`, not `simple_evaluate`: the latter adds environment info (a `git describe` and torch's
+    `collect_env` subprocesses per pass) and nothing we use; the tasks are zero-shot in their configs.
+    """
+    from lm_eval.api.metrics import aggregate_subtask_metrics, pooled_sample_stderr
+    from lm_eval.evaluator import evaluate
+    from lm_eval.tasks import TaskManager
+
+    loaded = TaskManager(include_defaults=False).load(harness_tasks)
+    out = evaluate(lm, loaded, limit=limit or None, log_samples=False, verbosity="ERROR")
+    grouped: dict[str, list[tuple[int, dict]]] = {}
+    for name, metrics in out["results"].items():
+        grouped.setdefault(task_of(name).name, []).append((int(out["n-samples"][name]["effective"]), metrics))
+    summary = {}
+    for name, parts in grouped.items():
+        sizes = [n for n, _ in parts]
+        if len(parts) == 1:
+            acc, norm, err = (parts[0][1][f"{m},none"] for m in ("acc", "acc_norm", "acc_stderr"))
+        else:  # MMLU: the subjects pooled, as the harness aggregates a group
+            acc = aggregate_subtask_metrics([m["acc,none"] for _, m in parts], sizes)
+            norm = aggregate_subtask_metrics([m["acc_norm,none"] for _, m in parts], sizes)
+            err = pooled_sample_stderr([m["acc_stderr,none"] for _, m in parts], sizes)
+        summary[name] = {"n": sum(sizes), "acc": round(float(acc), 6), "acc_norm": round(float(norm), 6),
+                         "acc_stderr": round(float(err), 6)}
+    return summary
 
 
-def _folder_key(folder: Path) -> str:
-    manifest = folder / "checkpoint.json"
-    return sha256_file(manifest if manifest.exists() else folder / "model.safetensors")
+def _rows(model: str, split_at: int, summary: dict[str, dict]) -> list[dict]:
+    return [dict(task=name, model=model, split_at=split_at, **s) for name, s in summary.items()]
 
 
-def cached_logprobs(work: Path, model, questions: list[Question], branch: int) -> list[np.ndarray]:
-    """`score.choice_logprobs`, read from `work` when an earlier run saved the same pass."""
-    requests = [[q.contexts, q.continuations] for q in questions]
-    path = work / f"{sha256_json([_folder_key(model.folders[branch]), requests])[:24]}.npy"
-    bounds = np.cumsum([0] + [len(q.choices) for q in questions])
-    if path.exists():
-        flat = np.load(path)
-    else:
-        flat = np.concatenate(score.choice_logprobs(model, questions, branch) or [np.zeros(0)])
-        work.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, flat)
-    return [flat[lo:hi] for lo, hi in pairwise(bounds)]
-
-
-def _row(task: str, model: str, split_at: int, acc: np.ndarray, norm: np.ndarray) -> dict:
-    return dict(task=task, model=model, split_at=split_at, **score.summary(acc, norm))
-
-
-def evaluate(train: Path, questions: dict[str, list[Question]], split_points: list[int] | None = None,
+def evaluate(train: Path, root: Path, tasks: list[Task], limit: int = 0, split_points: list[int] | None = None,
              max_loaded: int = 2, batch_size: int = 8, route_by: str = "router", log=print
              ) -> tuple[list[dict], list[dict]]:
     """(result rows, routing rows: per task x split point x branch, questions routed and accuracy)."""
+    harness_tasks = taskconfigs.build(root, tasks)
+    scores = BranchScores(train / "zeroshot" / ".work")
     rows, routing = [], []
-    work = train / "zeroshot" / ".work"
+    log(f"pretrained: {', '.join(t.name for t in tasks)}")
     base = SplitModel.pretrained_only(train, batch_size=batch_size)
-    for name, qs in questions.items():
-        log(f"pretrained: {name} ({len(qs)} questions)")
-        rows.append(_row(name, "pretrained", -1, *score.correct(qs, cached_logprobs(work, base, qs, 0))))
+    rows += _rows("pretrained", -1, harness_pass(SplitLM(base, scores, branch=0), harness_tasks, limit))
     for split_at in split_points or TrainLayout(train).split_points():
         model = SplitModel.from_pretrained(train, split_at, max_loaded=max_loaded, batch_size=batch_size)
-        routes = {name: model.route([q.route_text for q in qs], by=route_by) for name, qs in questions.items()}
-        per_branch: dict[str, list] = {name: [] for name in questions}
+        per_branch = []
         for c in range(model.k):
-            for name, qs in questions.items():
-                log(f"split at {split_at:,}: branch {c} on {name}")
-                per_branch[name].append(score.correct(qs, cached_logprobs(work, model, qs, c)))
-        for name, qs in questions.items():
-            route = routes[name]
-            picked = [np.asarray([per_branch[name][r][m][i] for i, r in enumerate(route)]) for m in (0, 1)]
-            rows.append(_row(name, "split-routed", split_at, *picked))
-            accs = [float(acc.mean()) for acc, _ in per_branch[name]]
-            best = int(np.argmax(accs))
-            rows.append(_row(name, "best-branch", split_at, *per_branch[name][best]))
-            for c, acc in enumerate(accs):
-                routing.append({"task": name, "split_at": split_at, "branch": c, "routed": int((route == c).sum()),
-                                "acc": round(acc, 6), "best": c == best})
+            log(f"split at {split_at:,}: branch {c}")
+            per_branch.append(harness_pass(SplitLM(model, scores, branch=c), harness_tasks, limit))
+        log(f"split at {split_at:,}: routed by {route_by}")
+        routed = SplitLM(model, scores, route_by=route_by)
+        rows += _rows("split-routed", split_at, harness_pass(routed, harness_tasks, limit))
+        for task in tasks:
+            accs = [p[task.name]["acc"] for p in per_branch]
+            best = max(range(model.k), key=lambda c: accs[c])  # the first of equals
+            rows += _rows("best-branch", split_at, {task.name: per_branch[best][task.name]})
+            counts = [0] * model.k
+            for (name, _), b in routed.routed.items():
+                if task_of(name) == task:
+                    counts[b] += 1
+            routing += [{"task": task.name, "split_at": split_at, "branch": c, "routed": counts[c], "acc": accs[c],
+                         "best": c == best} for c in range(model.k)]
+    order = {t.name: i for i, t in enumerate(tasks)}
+    rows.sort(key=lambda r: (order[r["task"]], r["split_at"]))  # per task: pretrained, then each split point
     return rows, routing

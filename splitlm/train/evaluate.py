@@ -122,6 +122,11 @@ def _verify_all(train: Path, k: int) -> list[int]:
     return splits
 
 
+def _score_one(model, shards, n: int, start: int, batch_size: int, bf16: bool) -> np.ndarray:
+    """NLL sums [N] of every window by one model."""
+    return _score_routed(shards, np.zeros(n, np.int64), lambda _: model, start, batch_size, bf16)
+
+
 def _branch_tokens(train: Path, split_at: int, k: int) -> int:
     """D': the tokens each branch of a split point trained (from a finished branch's done.json)."""
     for c in range(k):
@@ -220,9 +225,7 @@ def routed_eval(
     for split_at in splits:
         folder = baseline_model_dir(train, split_at + info.k * _branch_tokens(train, split_at, info.k))
         if folder not in baselines:
-            baseline = _load(folder)
-            baselines[folder] = _score_routed(shards, np.zeros_like(routed), lambda _, m=baseline: m, prefix_tokens,
-                                              batch_size, bf16)
+            baselines[folder] = _score_one(_load(folder), shards, len(routed), prefix_tokens, batch_size, bf16)
         base_N = baselines[folder]
         load = lambda c: _load(TrainLayout(train).branch(split_at, c, info.k) / "final")  # noqa: E731
         split_N = _score_routed(shards, routed, load, prefix_tokens, batch_size, bf16)

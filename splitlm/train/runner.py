@@ -112,7 +112,7 @@ def training_args(job: TrainJob, bf16: bool):
         per_device_train_batch_size=batch, per_device_eval_batch_size=batch,
         ddp_backend=None if world == 1 or torch.cuda.is_available() else "gloo",
         learning_rate=size.lr, weight_decay=size.weight_decay, max_grad_norm=size.clip,
-        optim="adamw_torch", adam_beta1=0.9, adam_beta2=0.999,
+        optim="adamw_torch", adam_beta1=0.9, adam_beta2=size.adam_beta2,
         lr_scheduler_type="constant_with_warmup", warmup_steps=job.warmup_steps,
         train_sampling_strategy="sequential",  # ShuffledStream already holds the seeded order
         eval_strategy="no", save_strategy="no", save_total_limit=1, prediction_loss_only=True,

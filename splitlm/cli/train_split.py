@@ -38,10 +38,10 @@ def _clusters(text: str) -> Optional[tuple[int, ...]]:
 
 
 def split_cmd(
-    run: Annotated[Path, typer.Argument(help="Curated run folder (manifest.json + shards/).")],
-    out: Annotated[Path, typer.Option("--out", help="TRAIN folder: checkpoints, losses.csv/.parquet.")],
-    total_tokens: Annotated[str, typer.Option(help="D_T: pretraining + all K branches, e.g. 2M.")],
-    split_at: Annotated[str, typer.Option(help="Split points t_s in pretraining tokens, e.g. 0,500k,1M.")],
+    run: Annotated[Path, typer.Argument(help="Curated run folder (manifest.json + shards/); with --add-split-at, TRAIN.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="TRAIN folder: checkpoints, losses.csv/.parquet.")] = None,
+    total_tokens: Annotated[Optional[str], typer.Option(help="D_T: pretraining + all K branches, e.g. 2M.")] = None,
+    split_at: Annotated[Optional[str], typer.Option(help="Split points t_s in pretraining tokens, e.g. 0,500k,1M.")] = None,
     size: Annotated[str, typer.Option(help="tiny, mini, phonebook, 100M, 125M, 350M, 760M, 1.3B, 2.7B, 6.7B.")] = "tiny",
     arch: Annotated[str, typer.Option(help="gpt2 or llama.")] = "gpt2",
     clusters: Annotated[str, typer.Option(help="Branches to train: all, or ids like 0,3.")] = "all",
@@ -51,38 +51,83 @@ def split_cmd(
     eval_windows: Annotated[int, typer.Option(help="Validation windows per cluster per evaluation (0: all).")] = 256,
     precision: Annotated[str, typer.Option(help="auto (bf16 where supported), bf16 or fp32.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seeds the initial weights and the data order.")] = 0,
-    parallel: Annotated[int, typer.Option(help="Branches trained at once in local processes.")] = 1,
-    threads: Annotated[int, typer.Option(help="torch threads per job (0: torch default / cores split).")] = 0,
+    checkpoint_every: Annotated[str, typer.Option(
+        help="Tokens between pretraining's weight-only checkpoints, where splits can be added later (default D_T/20).")] = "0",
+    keep_checkpoints: Annotated[str, typer.Option(
+        help="Pretraining checkpoints kept at the end: all, split-points or last.")] = "all",
+    add_split_at: Annotated[Optional[str], typer.Option(
+        help="Branch the finished TRAIN (the argument) at one more split point, from its checkpoints.")] = None,
+    exact: Annotated[bool, typer.Option("--exact", help="With --add-split-at: refuse when no checkpoint is there.")] = False,
+    engine: Annotated[str, typer.Option(help="local (this machine) or ray (one Ray task per job).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (default: start a local one).")] = None,
+    parallel: Annotated[int, typer.Option(help="Local: jobs at once, each in its own process.")] = 1,
+    threads: Annotated[int, typer.Option(help="torch threads per job process (0: torch default / cores split).")] = 0,
+    procs_per_job: Annotated[int, typer.Option(help="Processes per job: DDP over them (gloo on CPUs).")] = 1,
+    gpus_per_job: Annotated[int, typer.Option(help="Ray: GPUs per job, one DDP process each.")] = 0,
 ) -> None:
     """Pretrain on the mixture (the baseline, to D_T), branch at every split point, train each cluster."""
-    from splitlm.train.config import SplitConfig
+    from splitlm.train.config import Execution
 
-    cfg = SplitConfig(
-        run=run, size=size, arch=arch, total_tokens=parse_tokens(total_tokens, "--total-tokens"),
-        split_at=tuple(parse_tokens(t, "--split-at") for t in split_at.split(",")),
-        batch_size=batch_size, eval_every=parse_tokens(eval_every, "--eval-every"),
-        warmup_tokens=-1 if warmup_tokens is None else parse_tokens(warmup_tokens, "--warmup-tokens"),
-        seed=seed, eval_windows=eval_windows, precision=precision,
-    )  # fmt: skip
+    ex = Execution(engine=engine, parallel=parallel, threads=threads, ray_address=ray_address,
+                   procs_per_job=procs_per_job, gpus_per_job=gpus_per_job, keep_checkpoints=keep_checkpoints)
+    if add_split_at is not None:
+        from splitlm.train.split import add_split
+
+        train = run
+        budget, table = add_split(train, parse_tokens(add_split_at, "--add-split-at"), exact, _clusters(clusters), ex)
+        _print_results(train, budget, table)
+        return
+    cfg = _config(run, out, total_tokens, split_at, size=size, arch=arch, batch_size=batch_size, seed=seed,
+                  eval_every=eval_every, warmup_tokens=warmup_tokens, eval_windows=eval_windows,
+                  precision=precision, checkpoint_every=checkpoint_every)
     from splitlm.train.budget import prepare
 
     prepare(cfg, out, _clusters(clusters), parallel, threads)  # every check, before the training code loads
+    from splitlm.train.split import split
+
+    budget, table = split(cfg, out, _clusters(clusters), ex)
+    _print_results(out, budget, table)
+
+
+def _config(run: Path, out: Path | None, total_tokens: str | None, split_at: str | None, *, eval_every: str,
+            warmup_tokens: str | None, checkpoint_every: str, **flags):
+    from splitlm.core.errors import ConfigError
+    from splitlm.train.config import SplitConfig
+
+    missing = [flag for flag, value in (("--out", out), ("--total-tokens", total_tokens), ("--split-at", split_at))
+               if value is None]
+    if missing:
+        raise ConfigError(f"{missing[0]} is required (unless --add-split-at adds to an existing TRAIN)")
+    return SplitConfig(
+        run=run, total_tokens=parse_tokens(total_tokens, "--total-tokens"),
+        split_at=tuple(parse_tokens(t, "--split-at") for t in split_at.split(",")),
+        eval_every=parse_tokens(eval_every, "--eval-every"),
+        warmup_tokens=-1 if warmup_tokens is None else parse_tokens(warmup_tokens, "--warmup-tokens"),
+        checkpoint_every=parse_tokens(checkpoint_every, "--checkpoint-every"), **flags,
+    )  # fmt: skip
+
+
+def _print_results(out: Path, budget, table: Path) -> None:
     from splitlm.schemas.layout import cluster_number
     from splitlm.schemas.run import RunSummary
     from splitlm.train import evaluate
-    from splitlm.train.split import split
+    from splitlm.train.split import read_config
 
-    budget, table = split(cfg, out, _clusters(clusters), parallel=parallel, threads=threads)
     if budget.note:
         typer.echo(f"note: {budget.note}")
     pairs = evaluate.compare_final(evaluate.collect_losses(out))
-    k = RunSummary.read(run).k
-    title = f"Validation loss at D_T: pretraining only vs split ({table}, + .parquet)"
-    _print_table(title, ["split at", "cluster", "baseline", "split", "change"], [
-        [f"{r['split_at']:,}", cluster_number(r['cluster'], k), f"{r['baseline_loss']:.4f}", f"{r['split_loss']:.4f}",
-         f"{100 * (r['split_loss'] / r['baseline_loss'] - 1):+.2f}%"]
+    k = RunSummary.read(read_config(out).run).k
+    title = f"Validation loss at each split run's D + K x D': pretraining only vs split ({table}, + .parquet)"
+    _print_table(title, ["split at", "cluster", "tokens", "baseline", "split", "change"], [
+        [f"{r['split_at']:,}", cluster_number(r['cluster'], k), f"{r['split_total']:,}", f"{r['baseline_loss']:.4f}",
+         f"{r['split_loss']:.4f}", f"{100 * (r['split_loss'] / r['baseline_loss'] - 1):+.2f}%"]
         for r in pairs
     ])  # fmt: skip
+    for r in pairs:
+        if r["baseline_tokens"] != r["split_total"]:
+            typer.echo(f"note: split at {r['split_at']:,}: the baseline was not evaluated at {r['split_total']:,} "
+                       f"tokens (the split was added later); compared at {r['baseline_tokens']:,}")
+            break
 
 
 def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:

@@ -15,7 +15,7 @@ so `train split` calls it before loading them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 
 from splitlm.core.errors import ConfigError
@@ -45,11 +45,21 @@ class Budget:
     def tokens(self, steps: int) -> int:
         return steps * self.tokens_per_step
 
-    def describe(self, k: int) -> str:
-        pairs = zip(self.split_steps, self.branch_steps)
-        splits = "; ".join(f"D {self.tokens(s):,} + {k} x D' {self.tokens(b):,}" for s, b in pairs)
+    def split_totals(self, k: int) -> tuple[int, ...]:
+        """Steps of D + K * D' for every split point: the split run's realised D_T, where its baseline is read."""
+        return tuple(s + k * b for s, b in zip(self.split_steps, self.branch_steps))
+
+    def describe(self, k: int, requested: int | None = None) -> str:
+        """One line per split point with its own D_T, and how it relates to the requested D_T."""
         total = self.tokens(self.total_steps)
-        return f"plan: D_T {total:,} tokens ({self.total_steps} steps of {self.tokens_per_step:,}); {splits}"
+        want = f" (requested {requested:,})" if requested is not None and requested != total else ""
+        lines = [f"plan: pretraining to D_T {total:,} tokens{want}: {self.total_steps} steps of {self.tokens_per_step:,}"]
+        for s, b, t in zip(self.split_steps, self.branch_steps, self.split_totals(k)):
+            short = "" if t == self.total_steps else (f", {self.tokens(self.total_steps - t):,} short of D_T by "
+                                                      f"rounding; the baseline is read there too")
+            lines.append(f"  split at {self.tokens(s):,}: D {self.tokens(s):,} + {k} x D' {self.tokens(b):,} = "
+                         f"D_T {self.tokens(t):,}{short}")
+        return "\n".join(lines)
 
 
 def plan_budget(total_tokens: int, split_at: tuple[int, ...], k: int, tokens_per_step: int) -> Budget:
@@ -82,11 +92,16 @@ def plan_jobs(cfg: SplitConfig, out: Path, clusters: tuple[int, ...] | None = No
     eval_every = steps(cfg.eval_every or cfg.total_tokens / 20)
     warmup_tokens = 0.01 * cfg.total_tokens if cfg.warmup_tokens < 0 else cfg.warmup_tokens
     warmup = round(warmup_tokens / budget.tokens_per_step)
+    every = steps(cfg.checkpoint_every or cfg.total_tokens / 20)
+    totals = budget.split_totals(info.k)
+    checkpoints = range(every, budget.total_steps, every)
     pretrain = TrainJob(
         name="pretrain", out=out / "pretrain", run=cfg.run, size=cfg.size, arch=cfg.arch, init=None,
         train_clusters=tuple(range(info.k)), eval_clusters=tuple(range(info.k)), steps=budget.total_steps,
         warmup_steps=warmup, batch_size=cfg.batch_size, eval_every=eval_every, save_every=eval_every,
-        export_at=budget.split_steps, seed=cfg.seed, eval_windows=cfg.eval_windows, precision=cfg.precision,
+        export_at=tuple(sorted({*budget.split_steps, *totals, *checkpoints} - {budget.total_steps})),
+        eval_at=tuple(sorted(set(totals) - {budget.total_steps})),
+        seed=cfg.seed, eval_windows=cfg.eval_windows, precision=cfg.precision,
     )  # fmt: skip
     bad = [c for c in clusters or () if not 0 <= c < info.k]
     if bad:
@@ -99,7 +114,7 @@ def plan_jobs(cfg: SplitConfig, out: Path, clusters: tuple[int, ...] | None = No
                 pretrain, name=f"split {tokens:,} c{cluster_number(k, info.k)}", out=branch_dir(out, tokens, k, info.k),
                 init=export_dir(pretrain.out, tokens), train_clusters=(k,), steps=b,
                 warmup_steps=round(STEP0_WARMUP_SHARE * warmup) if s == 0 else 0,
-                export_at=(), branch_cluster=k, split_at=tokens,
+                export_at=(), eval_at=(), branch_cluster=k, split_at=tokens,
             ))  # fmt: skip
     return budget, pretrain, branches
 
@@ -109,7 +124,9 @@ def check_config(cfg: SplitConfig, out: Path) -> bool:
     path, want = TrainLayout(out).config, canonical(cfg)
     if not path.exists():
         return False
-    have = json.loads(path.read_text())
+    # A config written before a flag existed holds that flag's default.
+    defaults = canonical({f.name: f.default for f in fields(SplitConfig) if f.default is not MISSING})
+    have = {**defaults, **json.loads(path.read_text())}
     diff = sorted(key for key in want.keys() | have.keys() if want.get(key) != have.get(key))
     if diff:
         other = ", ".join(diff)
@@ -118,13 +135,17 @@ def check_config(cfg: SplitConfig, out: Path) -> bool:
 
 
 def prepare(cfg: SplitConfig, out: Path, clusters: tuple[int, ...] | None = None, parallel: int = 1,
-            threads: int = 0) -> tuple[Budget, TrainJob, list[TrainJob]]:
-    """Every check of a split run, nothing written: (budget, pretraining job, branch jobs)."""
+            threads: int = 0, check_existing: bool = True) -> tuple[Budget, TrainJob, list[TrainJob]]:
+    """Every check of a split run, nothing written: (budget, pretraining job, branch jobs).
+
+    `check_existing` False skips the comparison with TRAIN/split.json (`add_split` grows it on purpose).
+    """
     flags.number("--parallel", parallel, least=1)
     flags.number("--threads", threads, least=0, meaning="0: torch's default")
     flags.out_folder(out)
     budget, pretrain, branches = plan_jobs(cfg, out, clusters)
     info = data_mod.read_run(cfg.run)
     data_mod.check_shards(cfg.run, info, tuple(sorted({b.branch_cluster for b in branches})))
-    check_config(cfg, out)
+    if check_existing:
+        check_config(cfg, out)
     return budget, pretrain, branches

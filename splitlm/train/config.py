@@ -14,6 +14,8 @@ from splitlm.core.errors import ConfigError
 from splitlm.train import flags, models
 
 PRECISIONS = ("auto", "bf16", "fp32")
+ENGINES = ("local", "ray")
+KEEP = ("all", "split-points", "last")
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,13 @@ class SplitConfig:
     """Validation windows per cluster and evaluation (0: all)."""
     precision: str = "auto"
     """`auto`, `bf16` or `fp32`."""
+    checkpoint_every: int = 0
+    """Tokens between the pretraining run's weight-only checkpoints (0: D_T / 20): the points a split can
+    be added at later (`train split TRAIN --add-split-at`)."""
 
     def __post_init__(self) -> None:
         flags.number("--total-tokens", self.total_tokens, above=0)
+        flags.number("--checkpoint-every", self.checkpoint_every, least=0, meaning="0: D_T / 20")
         for t in self.split_at:
             flags.number("--split-at", t, least=0)
         flags.number("--batch-size", self.batch_size, least=1, meaning="windows per step")
@@ -92,6 +98,9 @@ class TrainJob:
     """Steps between resumable Trainer checkpoints."""
     export_at: tuple[int, ...] = ()
     """Steps whose weights are exported with `save_pretrained` (0 = the initial weights)."""
+    eval_at: tuple[int, ...] = ()
+    """Steps evaluated besides every `eval_every`-th: the pretraining run's loss at each split run's
+    realised D + K * D', so the baseline is compared at exactly the split run's tokens."""
     branch_cluster: int | None = None
     """The branch's cluster; None for pretraining."""
     split_at: int = -1
@@ -116,3 +125,46 @@ class TrainJob:
 
 def export_dir(job_out: Path, tokens: int) -> Path:
     return job_out / "exports" / f"tokens-{tokens:012d}"
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where and how the jobs of a split run execute; not part of the run's identity (a rerun may change it)."""
+
+    engine: str = "local"
+    """`local` (this machine) or `ray` (one Ray task per job)."""
+    parallel: int = 1
+    """Local: jobs at once, each in its own process (1: in this process, one after the other)."""
+    threads: int = 0
+    """torch threads per job process (0: torch's default for one local job, else the cores shared out; 1 on Ray)."""
+    ray_address: str | None = None
+    """The Ray cluster to join; None starts a local one."""
+    procs_per_job: int = 1
+    """Processes of one job (DDP: gloo on CPUs, NCCL on GPUs); 1 = no DDP."""
+    gpus_per_job: int = 0
+    """GPUs a Ray job asks for (one per process)."""
+    keep_checkpoints: str = "all"
+    """Pretraining weight exports kept after the run: `all`, `split-points` or `last` (the baselines at each
+    split run's D + K * D' always stay)."""
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ConfigError(f"--engine {self.engine}: choose local or ray")
+        if self.keep_checkpoints not in KEEP:
+            raise ConfigError(f"--keep-checkpoints {self.keep_checkpoints}: choose one of {', '.join(KEEP)}")
+        flags.number("--parallel", self.parallel, least=1)
+        flags.number("--threads", self.threads, least=0, meaning="0: torch's default")
+        flags.number("--procs-per-job", self.procs_per_job, least=1)
+        flags.number("--gpus-per-job", self.gpus_per_job, least=0)
+        if self.ray_address and self.engine != "ray":
+            raise ConfigError("--ray-address needs --engine ray")
+        if self.gpus_per_job and self.engine != "ray":
+            raise ConfigError("--gpus-per-job needs --engine ray (locally, jobs use the GPUs they see)")
+        if self.gpus_per_job > 1 and self.procs_per_job not in (1, self.gpus_per_job):
+            raise ConfigError(f"--procs-per-job {self.procs_per_job}: a job of {self.gpus_per_job} GPUs runs one "
+                              "process per GPU")
+
+    @property
+    def processes(self) -> int:
+        """Processes of one job: --procs-per-job, or one per GPU."""
+        return max(self.procs_per_job, self.gpus_per_job)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -28,6 +29,7 @@ from splitlm.schemas.losses import LOSSES
 from splitlm.schemas.run import RunSummary
 from splitlm.train import checkpoint, evaluate_domains, flags, runner
 from splitlm.train import data as data_mod
+from splitlm.train.config import export_dir
 from splitlm.train.loss import token_nll
 
 
@@ -52,29 +54,41 @@ def write_losses(out: Path) -> Path:
 
 
 def compare_final(table: pa.Table) -> list[dict]:
-    """Per split point and cluster: the baseline's last loss on it vs its own branch's last loss.
+    """Per split point and cluster: the baseline's loss on it at the split run's tokens vs its branch's last loss.
 
-    `split_total` is the split model's realised D_T = D + K * D' (K = the clusters evaluated).
+    `split_total` is the split model's realised D_T = D + K * D' (K = the clusters evaluated). The
+    pretraining run evaluates at every such point (`TrainJob.eval_at`), so the baseline is read at
+    exactly `split_total` tokens; a run made before that reads the baseline's last evaluation.
     """
     rows = table.to_pylist()
     k_total = len({r["eval_cluster"] for r in rows})
     last: dict[tuple, dict] = {}
+    baseline: dict[tuple, dict] = {}
     for r in rows:
         if r["cluster"] != r["eval_cluster"]:
             continue
         key = (r["split_at"], r["cluster"])
         if key not in last or r["step"] > last[key]["step"]:
             last[key] = r
+        if r["split_at"] < 0:
+            baseline[r["cluster"], r["pt_tokens"]] = r
     out = []
     for (split_at, k), r in sorted(last.items()):
-        base = last.get((-1, k))
+        total = split_at + k_total * r["cpt_tokens"]
+        base = baseline.get((k, total), last.get((-1, k)))
         if split_at < 0 or base is None:
             continue
-        out.append(dict(
-            split_at=split_at, cluster=k, baseline_tokens=base["pt_tokens"], baseline_loss=base["eval_loss"],
-            split_total=split_at + k_total * r["cpt_tokens"], split_loss=r["eval_loss"],
-        ))  # fmt: skip
+        out.append({
+            "split_at": split_at, "cluster": k, "baseline_tokens": base["pt_tokens"], "baseline_loss": base["eval_loss"],
+            "split_total": total, "split_loss": r["eval_loss"],
+        })  # fmt: skip
     return out
+
+
+def baseline_model_dir(train: Path, split_total_tokens: int) -> Path:
+    """The pretraining-only weights at the split run's D + K * D': its export there, else its final weights."""
+    export = export_dir(train / "pretrain", split_total_tokens)
+    return export if (export / checkpoint.WEIGHTS).exists() else train / "pretrain" / "final"
 
 
 def _score(model, windows_NT: np.ndarray, start: int, batch_size: int, bf16: bool) -> np.ndarray:
@@ -106,6 +120,20 @@ def _verify_all(train: Path, k: int) -> list[int]:
                 checkpoint.verify(folder)
     checkpoint.verify(baseline)
     return splits
+
+
+def _score_one(model, shards, n: int, start: int, batch_size: int, bf16: bool) -> np.ndarray:
+    """NLL sums [N] of every window by one model."""
+    return _score_routed(shards, np.zeros(n, np.int64), lambda _: model, start, batch_size, bf16)
+
+
+def _branch_tokens(train: Path, split_at: int, k: int) -> int:
+    """D': the tokens each branch of a split point trained (from a finished branch's done.json)."""
+    for c in range(k):
+        done = TrainLayout(train).branch(split_at, c, k) / "done.json"
+        if done.exists():
+            return int(json.loads(done.read_text())["tokens"])
+    raise ConfigError(f"{TrainLayout(train).root}/branches: no finished branch at split {split_at:,}; rerun `train split`")
 
 
 def _val_shards(run: Path, info: RunSummary, label_field: str = "domain"):
@@ -190,12 +218,15 @@ def routed_eval(
     prefixes = [row.tolist() for shard in shards for row in shard.tokens[:, :prefix_tokens]]
     routed = np.asarray(router.route_tokens(prefixes, prefix_tokens).clusters, dtype=np.int64)
     bf16 = runner.use_bf16("auto")
-    baseline = _load(train / "pretrain" / "final")
-    base_N = _score_routed(shards, np.zeros_like(routed), lambda _: baseline, prefix_tokens, batch_size, bf16)
+    baselines: dict[Path, np.ndarray] = {}  # the baseline at each split run's D + K * D' (usually one model)
     rows, domain_rows = [], []
     n_scored = info.seq_len + 1 - prefix_tokens
     top = evaluate_domains.top_branches(domains, routed, info.k) if by_domain else {}
     for split_at in splits:
+        folder = baseline_model_dir(train, split_at + info.k * _branch_tokens(train, split_at, info.k))
+        if folder not in baselines:
+            baselines[folder] = _score_one(_load(folder), shards, len(routed), prefix_tokens, batch_size, bf16)
+        base_N = baselines[folder]
         load = lambda c: _load(TrainLayout(train).branch(split_at, c, info.k) / "final")  # noqa: E731
         split_N = _score_routed(shards, routed, load, prefix_tokens, batch_size, bf16)
         rows += [{**row, "prefix_tokens": prefix_tokens}

@@ -32,10 +32,27 @@ def hidden_states(model, ids_BT: torch.Tensor) -> torch.Tensor:
     return model.base_model(input_ids=ids_BT, use_cache=False).last_hidden_state
 
 
-def _positions(model, ids_BT: torch.Tensor, start: int):
+def forward_hidden_states(model, ids_BT: torch.Tensor) -> torch.Tensor:
+    """`hidden_states`, computed by calling `model` itself, which may be a DDP wrapper.
+
+    DDP averages gradients over processes only for a forward that went through the wrapper, so the
+    training loss calls the whole model (with the head on one position only: `logits_to_keep=1`,
+    a negligible cost) and reads the body's output from a hook.
+    """
+    inner = getattr(model, "module", model)
+    seen: list[torch.Tensor] = []
+    handle = inner.base_model.register_forward_hook(lambda module, args, out: seen.append(out.last_hidden_state))
+    try:
+        model(input_ids=ids_BT, use_cache=False, logits_to_keep=1)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+def _positions(model, ids_BT: torch.Tensor, start: int, body=hidden_states):
     """(output head, hidden states [N, H] of the positions that predict tokens start..T-1, targets [N])."""
-    head = model.get_output_embeddings()
-    h_NH = hidden_states(model, ids_BT)[:, start - 1 : -1].reshape(-1, head.in_features)
+    head = getattr(model, "module", model).get_output_embeddings()
+    h_NH = body(model, ids_BT)[:, start - 1 : -1].reshape(-1, head.in_features)
     return head, h_NH, ids_BT[:, start:].reshape(-1)
 
 
@@ -66,7 +83,7 @@ def token_nll(model, ids_BT: torch.Tensor, start: int = 1, budget: int = LOGITS_
 
 def mean_token_nll(model, ids_BT: torch.Tensor, start: int = 1, budget: int = LOGITS_BYTES) -> torch.Tensor:
     """The mean of `token_nll`, differentiable: the training loss (`HeadNLL` holds no logits for backward)."""
-    head, h_NH, target_N = _positions(model, ids_BT, start)
+    head, h_NH, target_N = _positions(model, ids_BT, start, forward_hidden_states)
     assert head.bias is None, "tied output heads have no bias"
     return HeadNLL.apply(h_NH, head.weight, target_N, chunk_rows(head.out_features, budget)) / len(target_N)
 

@@ -17,6 +17,7 @@ A job folder holds:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -83,14 +84,35 @@ def read_rows(path: Path, max_step: int | None = None) -> list[dict]:
     return rows
 
 
+def world_size() -> int:
+    """Processes of this job: 1, or what torchrun (or another DDP launcher) set in WORLD_SIZE."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def per_process_batch(job: TrainJob, world: int) -> int:
+    """Each process's share of the job's batch: the global batch (and so every loss) is the same at any world size."""
+    if job.batch_size % world:
+        raise ConfigError(f"--batch-size {job.batch_size}: not divisible by the {world} processes of a job")
+    return job.batch_size // world
+
+
 def training_args(job: TrainJob, bf16: bool):
     size = models.get_size(job.size)
+    world = world_size()
+    batch = per_process_batch(job, world)
     # Evaluation and checkpoints are scheduled by JobHooks, so the Trainer's own schedules are off.
+    # Under DDP each process takes consecutive per-process batches, so a step covers the very rows a
+    # one-process step does, and the gradients are averaged over them.
     return TrainingArguments(
         output_dir=str(job.out / "trainer"), max_steps=job.steps,
-        per_device_train_batch_size=job.batch_size, per_device_eval_batch_size=job.batch_size,
+        per_device_train_batch_size=batch, per_device_eval_batch_size=batch,
+        ddp_backend=None if world == 1 or torch.cuda.is_available() else "gloo",
         learning_rate=size.lr, weight_decay=size.weight_decay, max_grad_norm=size.clip,
-        optim="adamw_torch", adam_beta1=0.9, adam_beta2=0.999,
+        optim="adamw_torch", adam_beta1=0.9, adam_beta2=size.adam_beta2,
         lr_scheduler_type="constant_with_warmup", warmup_steps=job.warmup_steps,
         train_sampling_strategy="sequential",  # ShuffledStream already holds the seeded order
         eval_strategy="no", save_strategy="no", save_total_limit=1, prediction_loss_only=True,
@@ -109,7 +131,7 @@ class JobHooks(TrainerCallback):
         self._shown: list[str] = []
 
     def _export(self, model, step: int) -> None:
-        if step in self.job.export_at:
+        if step in self.job.export_at and is_main_process():
             checkpoint.save(model, export_dir(self.job.out, step * self.tokens_per_step))
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -120,11 +142,13 @@ class JobHooks(TrainerCallback):
         step = state.global_step
         self.trained_steps += 1
         self._export(model, step)
-        control.should_evaluate = step % self.job.eval_every == 0 or step == self.job.steps
+        control.should_evaluate = step % self.job.eval_every == 0 or step == self.job.steps or step in self.job.eval_at
         control.should_save = step % self.job.save_every == 0 and step < self.job.steps
         return control
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not state.is_world_process_zero:  # every process gets the gathered metrics; one writes them
+            return
         job, step = self.job, state.global_step
         tokens = step * self.tokens_per_step
         with self.rows_path.open("a") as fh:
@@ -193,12 +217,14 @@ def train(job: TrainJob) -> JobResult:
     rows_path = job.out / "losses.jsonl"
     resumed_from = int(resume.name.split("-")[1]) if resume else 0
     kept = read_rows(rows_path, resumed_from)
+    main = is_main_process()
     job.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(rows_path, "".join(json.dumps(r) + "\n" for r in kept))
+    if main:
+        atomic_write_text(rows_path, "".join(json.dumps(r) + "\n" for r in kept))
 
     stream, evals = _datasets(job, info)
     hooks = JobHooks(job, rows_path, counts, tokens_per_step=job.batch_size * info.seq_len)
-    if job.verbose:
+    if job.verbose and main:
         start_at = f"checkpoint step {resumed_from}" if resume else (job.init or f"seed {job.seed}")
         print(f"{job.name}: {job.size} {job.arch}, {counts.total:,} params ({counts.non_embedding:,} non-embedding), "
               f"{job.steps} steps of {hooks.tokens_per_step:,} tokens, from {start_at}", flush=True)
@@ -211,7 +237,8 @@ def train(job: TrainJob) -> JobResult:
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - start
-    checkpoint.save(trainer.model, job.out / "final")
+    if main:
+        checkpoint.save(trainer.model, job.out / "final")
     opt_state = trainer.optimizer.state_dict()["state"]
     result = JobResult(
         name=job.name, steps=job.steps, tokens=job.steps * hooks.tokens_per_step,
@@ -221,6 +248,7 @@ def train(job: TrainJob) -> JobResult:
         resumed_from=resumed_from,
         tokens_per_second=round(hooks.trained_steps * hooks.tokens_per_step / seconds, 1),
     )  # fmt: skip
-    atomic_write_text(done, json.dumps(asdict(result), indent=2) + "\n")
-    shutil.rmtree(job.out / "trainer", ignore_errors=True)  # optimizer state is 2x the weights
+    if main:
+        atomic_write_text(done, json.dumps(asdict(result), indent=2) + "\n")
+        shutil.rmtree(job.out / "trainer", ignore_errors=True)  # optimizer state is 2x the weights
     return result

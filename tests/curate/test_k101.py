@@ -155,6 +155,7 @@ def test_export_parquet(run, tmp_path):
 def test_train_split_one_branch(run, tmp_path):
     import torch
 
+    from splitlm.train.config import Execution
     from splitlm.train.split import SplitConfig, split
 
     torch.set_num_threads(1)
@@ -164,7 +165,7 @@ def test_train_split_one_branch(run, tmp_path):
     cfg = SplitConfig(run=run, size="tiny", total_tokens=K * step, split_at=(0,), batch_size=1,
                       eval_every=K * step, eval_windows=1)
     out = tmp_path / "train"
-    budget, _ = split(cfg, out, clusters=(0,), threads=1)
+    budget, _ = split(cfg, out, clusters=(0,), ex=Execution(threads=1))
     assert budget.total_steps == K and budget.branch_steps == (1,)
     branch = out / "branches" / "split-000000000000" / "cluster-000"
     assert (branch / "final").is_dir() and (branch / "done.json").exists()

@@ -168,9 +168,10 @@ SPLIT_FLAGS = dict(total_tokens=30 * 512, split_at=(0, 6 * 512), batch_size=4, e
 
 @pytest.fixture(scope="session")
 def split_train(tmp_path_factory, tiny_run) -> Path:
+    from splitlm.train.config import Execution
     from splitlm.train.split import SplitConfig, split
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("train")
-    split(SplitConfig(run=tiny_run, size="tiny", **SPLIT_FLAGS), out, threads=1)
+    split(SplitConfig(run=tiny_run, size="tiny", **SPLIT_FLAGS), out, ex=Execution(threads=1))
     return out

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from splitlm.core.errors import ConfigError
+from splitlm.schemas.jobs import PlannedJob
 from splitlm.train import jobs
-from splitlm.train.config import TrainJob, export_dir
+from splitlm.train.config import export_dir
 from splitlm.train.executors.local import local_pool
 from splitlm.train.executors.schedule import run_plan
 from tests.train.test_jobs import _jobs
@@ -20,8 +23,9 @@ from tests.train.test_jobs import _jobs
 TOKENS_PER_STEP = 8  # as _jobs plans
 
 
-def fake_train(job: TrainJob) -> str:
+def fake_train(planned: PlannedJob, train: Path, threads: int = 0) -> str:
     """Writes the exports and done.json a job would, with timestamps; pretraining lingers after its first export."""
+    job = replace(jobs.train_job(planned, train), threads=threads)
     log = job.out.parent / "events.jsonl" if job.branch_cluster is None else job.out.parents[2] / "events.jsonl"
     job.out.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as fh:
@@ -53,13 +57,13 @@ def _events(out: Path) -> list[dict]:
 def test_in_process_runs_pretraining_first_then_every_branch_once(tmp_path):
     budget, pretrain, branches = _jobs(tmp_path, (0, 10))
     plan = jobs.write(tmp_path, jobs.build(budget, pretrain, branches, tmp_path))
-    with local_pool(fake_train, parallel=1, threads=3) as pool:
+    with local_pool(partial(fake_train, train=tmp_path, threads=3), parallel=1) as pool:
         results = run_plan(plan, tmp_path, pool, poll_seconds=0.01)
     assert set(results) == {j.id for j in plan.jobs}
     starts = [e["job"] for e in _events(tmp_path) if e["event"] == "start"]
     assert starts == [pretrain.name] + [b.name for b in branches]
     assert json.loads((branches[0].out / "done.json").read_text())["threads"] == 3
-    with local_pool(fake_train, parallel=1) as pool:  # a rerun: everything is finished
+    with local_pool(partial(fake_train, train=tmp_path), parallel=1) as pool:  # a rerun: everything is finished
         assert run_plan(plan, tmp_path, pool, poll_seconds=0.01) == {}
     assert len(_events(tmp_path)) == 2 * len(plan.jobs)
 
@@ -67,7 +71,7 @@ def test_in_process_runs_pretraining_first_then_every_branch_once(tmp_path):
 def test_with_two_processes_branches_start_while_pretraining_continues(tmp_path):
     budget, pretrain, branches = _jobs(tmp_path, (0, 10))
     plan = jobs.write(tmp_path, jobs.build(budget, pretrain, branches, tmp_path))
-    with local_pool(fake_train, parallel=2, threads=PATIENT) as pool:
+    with local_pool(partial(fake_train, train=tmp_path, threads=PATIENT), parallel=2) as pool:
         results = run_plan(plan, tmp_path, pool, poll_seconds=0.05)
     assert set(results) == {j.id for j in plan.jobs}
     events = _events(tmp_path)
@@ -80,6 +84,6 @@ def test_a_job_whose_export_never_appears_is_an_error_naming_it(tmp_path):
     budget, pretrain, branches = _jobs(tmp_path, (0, 10))
     plan = jobs.build(budget, pretrain, branches, tmp_path)
     plan.jobs[0].job["export_at"] = [0]  # pretraining will not export the second split point
-    with local_pool(fake_train, parallel=1) as pool, pytest.raises(
+    with local_pool(partial(fake_train, train=tmp_path), parallel=1) as pool, pytest.raises(
             ConfigError, match=r"job split-000000000080/cluster-00 waits for pretrain/exports/tokens-000000000080"):
         run_plan(plan, tmp_path, pool, poll_seconds=0.01)

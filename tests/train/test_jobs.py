@@ -38,7 +38,7 @@ def test_plan_round_trips_and_every_job_comes_back_as_it_was_planned(tmp_path):
     plan = jobs.write(tmp_path, jobs.build(budget, pretrain, branches, tmp_path))
     again = JobPlan.read(tmp_path / "plan.json")
     assert again == plan
-    assert [jobs.train_job(j) for j in again.jobs] == [pretrain, *branches]
+    assert [jobs.train_job(j, tmp_path) for j in again.jobs] == [pretrain, *branches]
     assert [j.id for j in again.jobs] == ["pretrain"] + [f"split-{t:012d}/cluster-{c:02d}" for t in (0, 80)
                                                           for c in range(K)]
     assert {j.needs for j in again.jobs[1:]} == {"pretrain/exports/tokens-000000000000",
@@ -57,7 +57,7 @@ def test_a_branch_is_ready_once_its_export_exists_and_a_finished_job_never_again
     (branches[1].out / "done.json").write_text("{}")
     ready = [j.id for j in jobs.ready(plan, tmp_path, started={"pretrain"})]
     assert ready == ["split-000000000000/cluster-00", "split-000000000000/cluster-02"]
-    assert jobs.finished(plan) == {"split-000000000000/cluster-01"}
+    assert jobs.finished(plan, tmp_path) == {"split-000000000000/cluster-01"}
 
 
 def test_adding_a_split_point_grows_the_plan_in_place(tmp_path):
@@ -91,7 +91,7 @@ def test_a_damaged_or_newer_plan_is_one_clear_error(tmp_path):
     raw["jobs"][1]["job"]["gpus"] = 2
     (tmp_path / "plan.json").write_text(json.dumps(raw))
     with pytest.raises(ConfigError, match="unknown fields gpus"):
-        jobs.train_job(JobPlan.read(tmp_path / "plan.json").jobs[1])
+        jobs.train_job(JobPlan.read(tmp_path / "plan.json").jobs[1], tmp_path)
     raw["format_version"] = 9
     (tmp_path / "plan.json").write_text(json.dumps(raw))
     with pytest.raises(SchemaError, match="plan.json: unsupported job plan format 9"):

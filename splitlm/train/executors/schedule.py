@@ -42,7 +42,7 @@ def run_plan(plan: JobPlan, out: Path, pool: Pool, on_done: Callable[[PlannedJob
                 break
             running[pool.submit(job)] = job.id
         if not running:
-            left = [j for j in plan.jobs if j.id not in results and j.id not in jobs.finished(plan)]
+            left = [j for j in plan.jobs if j.id not in results and j.id not in jobs.finished(plan, out)]
             if left:
                 raise ConfigError(f"{Path(out) / 'plan.json'}: job {left[0].id} waits for {left[0].needs}, which "
                                   f"no remaining job writes (did {', '.join(left[0].after) or 'its source'} finish "

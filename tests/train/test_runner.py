@@ -65,6 +65,9 @@ def test_branches_use_the_base_lr_with_warmup_only_from_step_zero(tiny_run, tmp_
         assert args.learning_rate == lr and (args.adam_beta1, args.adam_beta2) == (0.9, 0.999)
         assert args.warmup_steps == (round(5 * 0.3) if job.split_at == 0 else 0)
         assert job.init == pretrain.out / "exports" / f"tokens-{job.split_at:012d}"
+    # A size's own AdamW beta2: the phonebook's 1,600-step runs need a memory far shorter than 0.999's.
+    phonebook = runner.training_args(replace(pretrain, size="phonebook-cpu"), bf16=False)
+    assert phonebook.adam_beta2 == models.SIZES["phonebook-cpu"].adam_beta2 == 0.95
 
 
 def test_every_evaluation_is_one_row_per_cluster(split_train):
@@ -107,7 +110,7 @@ def test_stream_is_a_seeded_walk_over_epochs(tiny_run):
     stream = ShuffledStream(shards, 2 * pool, seed=7)
     rows = np.stack([stream[i]["input_ids"].numpy() for i in range(2 * pool)])
     everything = np.concatenate([np.asarray(s.tokens) for s in shards])
-    key = lambda a: sorted(map(bytes, a.astype("<u2")))  # noqa: E731
+    key = lambda a: sorted(map(bytes, a.astype("<u2")))
     assert key(rows[:pool]) == key(everything) == key(rows[pool:])  # each epoch sees every window once
     assert not np.array_equal(rows[:pool], rows[pool:])  # in a new order
     again = ShuffledStream(shards, 2 * pool, seed=7)

@@ -229,7 +229,7 @@ def routed_eval(
         base_N = baselines[folder]
         load = lambda c: _load(TrainLayout(train).branch(split_at, c, info.k) / "final")  # noqa: E731
         split_N = _score_routed(shards, routed, load, prefix_tokens, batch_size, bf16)
-        rows += [{**row, "prefix_tokens": prefix_tokens}
+        rows += [{**row, "prefix_tokens": prefix_tokens, "router": getattr(router, "kind", type(router).__name__)}
                  for row in _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored, info.k)]
         if by_domain:
             extra_N = _score_routed(shards, evaluate_domains.extra_routes(domains, routed, top), load, prefix_tokens,

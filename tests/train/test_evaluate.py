@@ -123,6 +123,7 @@ def test_real_pipeline_router_split_and_routed_eval(news_path, tmp_path):
     # The router embeds the decoded prefix: prefixes taken from the right windows route home often.
     assert float(total["routed_to_own"]) > 0.5
     assert {r["group"] for r in rows if r["kind"] == "domain"} == {"comp.graphics", "rec.sport.hockey", "sci.space"}
+    assert {r["router"] for r in rows} == {"centroid"}  # each result records the router that chose
 
 
 def test_cluster_groups_use_three_digits_from_k_101():

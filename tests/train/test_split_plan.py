@@ -70,13 +70,13 @@ def test_adding_a_split_point_trains_only_the_new_branches(split_train, tmp_path
                                           r"the nearest is at 6,144"):
         add_split(out, 6200, exact=True, ex=Execution(threads=1))
     assert json.loads((out / "split.json").read_text())["split_at"] == [0, 3072]  # refused: nothing changed
-    add_split(out, 6200, ex=Execution(threads=1))  # branches from the checkpoint at 6,144 (step 12)
+    add_split(out, 6200, clusters=(0,), ex=Execution(threads=1))  # from the checkpoint at 6,144 (step 12)
     assert {p: p.stat().st_mtime_ns for p in before} == before  # no finished job ran again
     new = sorted(p.parent.name for p in out.glob("branches/split-000000006144/*/done.json"))
-    assert new == ["cluster-00", "cluster-01", "cluster-02"]
+    assert new == ["cluster-00"]  # --clusters 0: one new branch
     assert json.loads((out / "split.json").read_text())["split_at"] == [0, 3072, 6144]
     plan = JobPlan.read(out / "plan.json")
-    assert plan.split_steps == [0, 6, 12] and len(plan.jobs) == 1 + 3 * 3
+    assert plan.split_steps == [0, 6, 12] and len(plan.jobs) == 1 + 3 * 2 + 1
     rows = evaluate.collect_losses(out).to_pylist()
     assert [r for r in rows if r["split_at"] != 6144] == rows_before  # the table grew; old rows unchanged
     assert {r["cpt_tokens"] for r in rows if r["split_at"] == 6144} >= {6 * 512}  # (30 - 12) / 3 = 6 steps each

@@ -24,7 +24,7 @@ from splitlm.train.zeroshot import harness, run, taskconfigs
 from tests.train.zeroshot_fixtures import run_with_router, train_with_router
 
 SPLIT_AT = 6 * 512
-LIMIT = 3  # MMLU: 3 x 57 subjects
+LIMIT = 2  # MMLU: 2 x 57 subjects
 TASKS = "arc_easy,arc_challenge,piqa,hellaswag,sciq,boolq,winogrande,mmlu"
 
 

@@ -66,6 +66,22 @@ def plot_domains(stats: DomainStats, path: Path) -> None:
     _save(fig, path)
 
 
+def _prefix_axes(ax, ps: list[int], k: int, router_prefix: int, chance: str, chance_line: str,
+                 chance_text: str) -> None:
+    """The prefix-length axes both routing plots share: log2 P, the router's prefix, and chance at 1/K."""
+    ax.axvline(router_prefix, color="0.4", lw=0.8, ls="-.")
+    ax.text(router_prefix * 1.04, 0.03, f"router prefix: {router_prefix} tokens", fontsize=8, color="0.3")
+    ax.axhline(1 / k, color=chance_line, lw=0.8, ls=":")
+    if ps:
+        ax.text(ps[-1], 1 / k + 0.015, f"{chance} = {1 / k:.2f}", fontsize=8, color=chance_text, va="bottom",
+                ha="right")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ps, [str(p) for p in ps])
+        ax.minorticks_off()
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("prefix length P (tokens)")
+
+
 def plot_routing(rows: list[PrefixRow], k: int, split: str, router_prefix: int, path: Path) -> None:
     plt = _pyplot()
     ps = [r.prefix_tokens for r in rows]
@@ -84,16 +100,7 @@ def plot_routing(rows: list[PrefixRow], k: int, split: str, router_prefix: int, 
     for attr, label, color, marker in curves:
         style = "-" if attr.endswith(("1", "top1")) else "--"
         ax.plot(ps, [getattr(r, attr) for r in rows], style, color=color, marker=marker, ms=4, label=label)
-    ax.axvline(router_prefix, color="0.4", lw=0.8, ls="-.")
-    ax.text(router_prefix * 1.04, 0.03, f"router prefix: {router_prefix} tokens", fontsize=8, color="0.3")
-    ax.axhline(1 / k, color="C3", lw=0.8, ls=":")
-    ax.text(ps[-1], 1 / k + 0.015, f"chance routing 1/K = {1 / k:.2f}", fontsize=8, color="C3", va="bottom",
-            ha="right")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(ps, [str(p) for p in ps])
-    ax.minorticks_off()
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("prefix length P (tokens)")
+    _prefix_axes(ax, ps, k, router_prefix, "chance routing 1/K", "C3", "C3")
     ax.set_ylabel("share of windows")
     n = rows[0].windows if rows else 0
     which = {"val": "validation", "train": "training", "all": "sampled"}[split]
@@ -124,16 +131,7 @@ def plot_routing_cv(rows: list[CvRow], k: int, router_prefix: int, path: Path) -
                                                       [r.top1_high - r.top1 for r in val]],
                         fmt="s", color=color, mfc="white", ms=4, capsize=2, lw=0.8, ls="none",
                         label=f"{name}: validation windows (n={val[0].n:,}, 95%)")
-    ax.axvline(router_prefix, color="0.4", lw=0.8, ls="-.")
-    ax.text(router_prefix * 1.04, 0.03, f"router prefix: {router_prefix} tokens", fontsize=8, color="0.3")
-    ax.axhline(1 / k, color="0.5", lw=0.8, ls=":")
-    if ps:
-        ax.text(ps[-1], 1 / k + 0.015, f"chance 1/K = {1 / k:.2f}", fontsize=8, color="0.4", va="bottom", ha="right")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ps, [str(p) for p in ps])
-        ax.minorticks_off()
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("prefix length P (tokens)")
+    _prefix_axes(ax, ps, k, router_prefix, "chance 1/K", "0.5", "0.4")
     ax.set_ylabel("share routed to the window's own cluster")
     ax.set_title(f"Routing accuracy by prefix length, K = {k}: cross-validated and held out", fontsize=10)
     ax.grid(alpha=0.3)

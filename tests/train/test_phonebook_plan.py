@@ -19,10 +19,11 @@ CFG = PhonebookConfig(
 )  # fmt: skip
 
 
-def test_step0_branches_start_from_the_seed_and_later_ones_from_the_export(tmp_path):
+def test_every_branch_starts_from_the_export_at_its_split_point(tmp_path):
     pretrain, branches = plan(CFG, tmp_path, 0.0)
     assert pretrain.init is None and pretrain.export_at == (0, 5)
-    assert [(j.init, j.steps, j.warmup_steps) for j in branches[0.0]] == [(None, 5, 1)] * 2
+    step0 = export_dir(pretrain.out, 0)  # the pretraining run's initial weights, exported before its first step
+    assert [(j.init, j.steps, j.warmup_steps) for j in branches[0.0]] == [(step0, 5, 1)] * 2
     want = export_dir(pretrain.out, 5 * 4 * 29)
     assert [(j.init, j.steps, j.warmup_steps) for j in branches[0.5]] == [(want, 2, 0)] * 2
     assert {j.seed for js in branches.values() for j in js} == {pretrain.seed}  # same initial weights

@@ -54,6 +54,10 @@ def test_one_pretraining_run_serves_every_fraction_and_reruns_reuse_it(tmp_path)
         "tokens-000000000000",
         f"tokens-{4 * 4 * 29:012d}",
     ]
+    plan = json.loads((train / "plan.json").read_text())  # the same job plan `train split` writes and runs
+    assert [j["id"] for j in plan["jobs"]] == [
+        "pretrain", *(f"split-{t:012d}/cluster-{c:02d}" for t in (0, 4 * 4 * 29) for c in (0, 1))
+    ]
     # A rerun reuses every finished job (its done.json) and writes the same bytes.
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("a/alpha-*/train/**/done.json")}
     first = (tmp_path / "a" / "phonebook.csv").read_bytes()

@@ -112,7 +112,7 @@ def plan_jobs(cfg: SplitConfig, out: Path, clusters: tuple[int, ...] | None = No
             tokens = budget.tokens(s)
             branches.append(replace(
                 pretrain, name=f"split {tokens:,} c{cluster_number(k, info.k)}", out=branch_dir(out, tokens, k, info.k),
-                init=export_dir(pretrain.out, tokens), train_clusters=(k,), steps=b,
+                init=export_dir(pretrain.out, tokens), train_clusters=(k,), eval_clusters=(k,), steps=b,
                 warmup_steps=round(STEP0_WARMUP_SHARE * warmup) if s == 0 else 0,
                 export_at=(), eval_at=(), branch_cluster=k, split_at=tokens,
             ))  # fmt: skip

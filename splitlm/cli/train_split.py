@@ -155,17 +155,26 @@ def eval_cmd(
     label_field: Annotated[str, typer.Option(help=(
         "Column of the shards' index.parquet holding the labels; `domain` holds the run's --domain-field."
     ))] = "domain",
+    likelihood: Annotated[bool, typer.Option(help=(
+        "Also route each window by likelihood (the branch with the lowest loss on its prefix, as BTM) and report "
+        "its agreement with the router and its perplexity."))] = True,
 ) -> None:
     """Routed evaluation: route each validation window by its prefix, score the rest, vs pretraining only."""
     from splitlm.train.evaluate import routed_eval
 
     rows = routed_eval(train, run, prefix_tokens=prefix_tokens, batch_size=batch_size, by_domain=by_domain,
-                       label_field=label_field)
+                       label_field=label_field, likelihood=likelihood)
     columns = ["split at", "kind", "group", "windows", "routed home", "baseline ppl", "routed ppl", "change"]
+    lik = any(r["likelihood_ppl"] is not None for r in rows)
+    columns += ["likelihood agrees", "likelihood ppl", "change"] if lik else []
     prefix = rows[0]["prefix_tokens"] if rows else prefix_tokens
-    _print_table(f"Routed evaluation ({prefix}-token prefix)", columns, [
+    router = rows[0]["router"] if rows else "the run's"
+    _print_table(f"Routed evaluation ({prefix}-token prefix, {router} router{', and by likelihood' if lik else ''})",
+                 columns, [
         [f"{r['split_at']:,}", r["kind"], r["group"], str(r["windows"]), f"{r['routed_to_own']:.2f}",
          f"{r['baseline_ppl']:.2f}", f"{r['routed_ppl']:.2f}", f"{r['ppl_change_pct']:+.2f}%"]
+        + ([f"{r['likelihood_agree']:.2f}", f"{r['likelihood_ppl']:.2f}", f"{r['likelihood_change_pct']:+.2f}%"]
+           if lik and r["likelihood_ppl"] is not None else ["", "", ""] if lik else [])
         for r in rows
     ])  # fmt: skip
     typer.echo(f"wrote {train / 'routed' / 'routed_eval.csv'} and routed_eval.png")

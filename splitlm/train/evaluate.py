@@ -5,6 +5,11 @@ its first `prefix_tokens` tokens; the remaining seq_len + 1 - prefix_tokens toke
 given everything before it) by the branch of the routed cluster, and by the pretraining-only model
 for comparison. Losses are token means; perplexity is exp(loss). Results are grouped by the
 window's own cluster and by its domain label (paper Table 4 reports domains), plus `all`.
+
+Likelihood routing (BTM, SMALLTALK LM) is reported beside the router: every branch scores the same
+prefix, the window goes to the branch that gives it the lowest loss (`SplitModel.likelihood_scores`),
+and the rest of the window is scored as above. `likelihood_agree` is the share of windows where it
+picks the router's branch. The prefix itself is never scored, so neither routing sees what it is judged on.
 """
 
 from __future__ import annotations
@@ -171,7 +176,20 @@ def _score_routed(shards, route_N: np.ndarray, load, start: int, batch_size: int
     return nll_N
 
 
-def _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored, n_clusters: int) -> list[dict]:
+def _likelihood_routes(train: Path, split_at: int, info: RunSummary, prefixes: list[list[int]],
+                       batch_size: int) -> np.ndarray | None:
+    """Each prefix's lowest-loss branch [N] at `split_at`; None when a branch is missing (`--clusters`)."""
+    from splitlm.train.split_model import SplitModel
+
+    folders = [TrainLayout(train).branch(split_at, c, info.k) / "final" for c in range(info.k)]
+    if not all((f / checkpoint.WEIGHTS).exists() for f in folders):
+        return None
+    model = SplitModel(folders, None, info.tokenizer, split_at, max_loaded=1, batch_size=batch_size)
+    return model.likelihood_scores(prefixes).argmin(1)
+
+
+def _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored, n_clusters: int,
+                lik_routed=None, lik_N=None) -> list[dict]:
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, (k, d) in enumerate(zip(own, domains)):
         groups[("cluster", cluster_number(int(k), n_clusters))].append(i)
@@ -188,14 +206,24 @@ def _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored, n_clu
             baseline_ppl=round(math.exp(base), 3), routed_ppl=round(math.exp(routed_loss), 3),
             ppl_change_pct=round(100 * (math.exp(routed_loss) / math.exp(base) - 1), 2),
         ))  # fmt: skip
+        lik_loss = lik_N[idx].sum() / tokens if lik_N is not None else None
+        rows[-1].update(
+            likelihood_agree=round(float(np.mean(lik_routed[idx] == routed[idx])), 4) if lik_N is not None else None,
+            likelihood_ppl=round(math.exp(lik_loss), 3) if lik_N is not None else None,
+            likelihood_change_pct=round(100 * (math.exp(lik_loss) / math.exp(base) - 1), 2) if lik_N is not None
+            else None,
+        )
     return rows
 
 
 def routed_eval(
     train: Path, run: Path, router=None, prefix_tokens: int | None = None, batch_size: int = 8,
-    by_domain: bool = False, label_field: str = "domain",
+    by_domain: bool = False, label_field: str = "domain", likelihood: bool = True,
 ) -> list[dict]:
     """Rows per split point x group; writes TRAIN/routed/routed_eval.csv and .png.
+
+    `likelihood` also routes every window by likelihood (its `likelihood_*` columns; empty when off, or
+    when a split point lacks a branch).
 
     `prefix_tokens` None routes by the router's own prefix length. `by_domain` also writes
     TRAIN/routed/by_domain.csv and .md (`evaluate_domains`), labels from `label_field`.
@@ -229,8 +257,14 @@ def routed_eval(
         base_N = baselines[folder]
         load = lambda c: _load(TrainLayout(train).branch(split_at, c, info.k) / "final")  # noqa: E731
         split_N = _score_routed(shards, routed, load, prefix_tokens, batch_size, bf16)
+        lik_routed = _likelihood_routes(train, split_at, info, prefixes, batch_size) if likelihood else None
+        lik_N = None
+        if lik_routed is not None:  # windows both routings send to the same branch are scored once
+            other = np.where(lik_routed != routed, lik_routed, -1)
+            lik_N = np.where(other < 0, split_N, _score_routed(shards, other, load, prefix_tokens, batch_size, bf16))
         rows += [{**row, "prefix_tokens": prefix_tokens, "router": getattr(router, "kind", type(router).__name__)}
-                 for row in _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored, info.k)]
+                 for row in _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored, info.k,
+                                        lik_routed, lik_N)]
         if by_domain:
             extra_N = _score_routed(shards, evaluate_domains.extra_routes(domains, routed, top), load, prefix_tokens,
                                     batch_size, bf16)
@@ -259,8 +293,13 @@ def _write_report(folder: Path, rows: list[dict]) -> None:
     for ax, split_at in zip(axes[:, 0], splits):
         sub = [r for r in rows if r["split_at"] == split_at]
         x = np.arange(len(sub))
-        ax.bar(x - 0.2, [r["baseline_ppl"] for r in sub], 0.4, label="pretraining only")
-        ax.bar(x + 0.2, [r["routed_ppl"] for r in sub], 0.4, label="split, routed")
+        lik = all(r["likelihood_ppl"] is not None for r in sub)
+        width = 0.27 if lik else 0.4
+        ax.bar(x - width / (1 if lik else 2), [r["baseline_ppl"] for r in sub], width, label="pretraining only")
+        ax.bar(x + (0 if lik else width / 2), [r["routed_ppl"] for r in sub], width,
+               label=f"split, routed by the {sub[0]['router']} router")
+        if lik:
+            ax.bar(x + width, [r["likelihood_ppl"] for r in sub], width, label="split, routed by likelihood")
         ax.set_xticks(x, [f"{r['kind'][0]}:{r['group']}" for r in sub], rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("perplexity")
         ax.set_title(f"split at {split_at:,} tokens")

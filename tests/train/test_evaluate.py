@@ -14,6 +14,7 @@ from splitlm.core.errors import ConfigError
 from splitlm.train import evaluate
 from splitlm.train.budget import branch_dir
 from splitlm.train.data import open_shard, read_run
+from splitlm.tokenizer import load_tokenizer
 
 PREFIX = 32
 
@@ -57,6 +58,34 @@ def test_routing_decides_which_branch_scores(split_train, tiny_run):
         total = next(r for r in rows if (r["split_at"], r["kind"]) == (split_at, "all"))
         assert total["routed_loss"] == pytest.approx(want / (len(windows) * (129 - PREFIX)), abs=1e-4)
         assert total["routed_to_own"] == pytest.approx(8 / 32)  # cluster 1 holds 8 of the 32 val windows
+
+
+def test_likelihood_routing_picks_the_branch_with_the_lowest_prefix_loss(split_train, tiny_run):
+    rows = evaluate.routed_eval(split_train, tiny_run, router=ConstantRouter(cluster=0), prefix_tokens=PREFIX)
+    windows = _val(tiny_run)
+    eos = load_tokenizer(read_run(tiny_run).tokenizer).eos_id
+    ids = torch.from_numpy(windows[:, :PREFIX].astype(np.int64))
+    ids = torch.cat([torch.full((len(ids), 1), eos), ids], 1)  # each prefix scored after EOS, every token of it
+    bf16 = evaluate.runner.use_bf16("auto")
+    for split_at in (0, 3072):
+        models = [AutoModelForCausalLM.from_pretrained(branch_dir(split_train, split_at, c, 3) / "final").eval()
+                  for c in range(3)]
+        with torch.inference_mode():
+            prefix_nll = torch.stack([
+                torch.nn.functional.cross_entropy(m(input_ids=ids).logits[:, :-1].transpose(1, 2), ids[:, 1:],
+                                                  reduction="none").mean(1) for m in models], 1)
+        choice = prefix_nll.argmin(1).numpy()
+        rest = sum(evaluate._score(models[c], windows[choice == c], PREFIX, 8, bf16).sum() for c in range(3))
+        total = next(r for r in rows if (r["split_at"], r["kind"]) == (split_at, "all"))
+        assert total["likelihood_agree"] == pytest.approx(np.mean(choice == 0))
+        want = rest / (len(windows) * (129 - PREFIX))
+        assert total["likelihood_ppl"] == pytest.approx(math.exp(want), rel=1e-3)
+        assert total["likelihood_change_pct"] == pytest.approx(100 * (math.exp(want - total["baseline_loss"]) - 1),
+                                                              abs=0.1)
+    off = evaluate.routed_eval(split_train, tiny_run, router=ConstantRouter(cluster=0), prefix_tokens=PREFIX,
+                               likelihood=False)
+    assert all(r["likelihood_ppl"] is None for r in off)
+    assert [r["routed_ppl"] for r in off] == [r["routed_ppl"] for r in rows]
 
 
 def test_report_groups_by_cluster_and_domain(split_train, tiny_run, overlap_router):

@@ -74,18 +74,22 @@ data-cards: demo-inspect
 
 # Tests marked `shared` read ../shared (our 20 Newsgroups copy and reference tables), which a user's
 # clone does not have: without it they are left out, and the run says so.
+# Two pytest-xdist workers by default (TEST_WORKERS=0: one process); tests/conftest.py groups each
+# file, and every Ray test, onto one worker.
 SHARED := $(wildcard ../shared/corpora/20news_bydate.jsonl.gz)
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 test: assets
 ifeq ($(SHARED),)
 	@echo "note: ../shared/corpora is absent, so the tests marked 'shared' (20 Newsgroups, reference tables) are left out"
-	$(BIN)/python -m pytest -q -m "not shared"
+	$(PYTEST) -m "not shared"
 else
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 endif
 
 # Everything but the real MiniLM and the real HF Trainer: under 2 minutes on 2 cores.
 test-fast: assets
-	$(BIN)/python -m pytest -q -m "not slow and not shared"
+	$(PYTEST) -m "not slow and not shared"
 
 bench: assets
 	for b in windows embed kmeans fit train long_document scale embed_actor router; do $(BIN)/python benchmarks/$$b.py || exit 1; done

@@ -34,6 +34,8 @@ from splitlm.curate.windows import WindowsConfig
 from splitlm.schemas.layout import STAGES
 from splitlm.schemas.manifest import StageManifest
 
+pytestmark = pytest.mark.ray  # starts a local Ray cluster (conftest: one at a time)
+
 PART_MB = 0.004  # ~4 kB: one file group per input file, several token and vector parts
 ASSIGN_GROUP_ROWS = 16  # assignment row groups (and so parts, with part_rows=1) of 16 windows: several parts
 

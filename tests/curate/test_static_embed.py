@@ -30,6 +30,8 @@ from splitlm.curate.embed.static import (
 )
 from splitlm.schemas.router import EmbedderSpec
 
+pytestmark = pytest.mark.ray  # starts a local Ray cluster (conftest: one at a time)
+
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "ran", "off", "to", "see", "her", "old",
          "friend", "who", "lives", "by", "sea"]
 

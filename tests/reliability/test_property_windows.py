@@ -49,7 +49,7 @@ def _curate(args: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(lines, max_size=12))
 def test_windows_accounts_for_every_line(rows):
     data = b"\n".join(rows) + (b"\n" if rows else b"")

@@ -18,6 +18,8 @@ from splitlm.train import runner
 from splitlm.train.executors.ray import WORKER_FILE
 from tests.train.conftest import SPLIT_FLAGS
 
+pytestmark = pytest.mark.ray  # starts a local Ray cluster (conftest: one at a time)
+
 TRAIN_BIN = Path(sys.executable).parent / "train"
 VICTIM = "split-000000000000/cluster-01"  # a branch of 10 steps: checkpoints at steps 4 and 8
 

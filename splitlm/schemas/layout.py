@@ -105,6 +105,10 @@ def export_file(cluster: int, k: int, split: str, suffix: str) -> str:
     return f"{cluster_name(cluster, k)}-{split}.{suffix}"
 
 
+ROUTER_DIR = "router"  # TRAIN/router/: the run's router, copied by `train split` so TRAIN stands alone
+ROUTER_RECORD = "copied.json"  # in it: what was copied, with sha256
+
+
 @dataclass(frozen=True)
 class TrainLayout(_Folder):
     @property

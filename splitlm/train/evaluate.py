@@ -14,8 +14,6 @@ picks the router's branch. The prefix itself is never scored, so neither routing
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections import defaultdict
@@ -25,17 +23,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from transformers.utils import logging as hf_logging
 
-from splitlm.core.atomic import atomic_path, atomic_write_text
+from splitlm.core.atomic import atomic_path
 from splitlm.core.errors import ConfigError
 from splitlm.curate.cluster.router import Router
 from splitlm.schemas.layout import TrainLayout, cluster_number
 from splitlm.schemas.losses import LOSSES
 from splitlm.schemas.run import RunSummary
-from splitlm.train import checkpoint, evaluate_domains, flags, runner
+from splitlm.train import checkpoint, evaluate_domains, flags, routed_report, runner
 from splitlm.train import data as data_mod
 from splitlm.train.config import export_dir
 from splitlm.train.loss import token_nll
+from splitlm.train.split_model import SplitModel
 
 
 def collect_losses(out: Path) -> pa.Table:
@@ -176,16 +176,17 @@ def _score_routed(shards, route_N: np.ndarray, load, start: int, batch_size: int
     return nll_N
 
 
-def _likelihood_routes(train: Path, split_at: int, info: RunSummary, prefixes: list[list[int]],
-                       batch_size: int) -> np.ndarray | None:
-    """Each prefix's lowest-loss branch [N] at `split_at`; None when a branch is missing (`--clusters`)."""
-    from splitlm.train.split_model import SplitModel
-
+def _likelihood_pass(train: Path, split_at: int, info: RunSummary, prefixes: list[list[int]], shards,
+                     routed: np.ndarray, split_N: np.ndarray, load, start: int, batch_size: int, bf16: bool):
+    """(each window's lowest-loss branch on its prefix [N], NLL sums [N] under that routing), or (None, None)
+    when a branch of `split_at` is missing (`--clusters`). Windows routed as the router did are not rescored."""
     folders = [TrainLayout(train).branch(split_at, c, info.k) / "final" for c in range(info.k)]
     if not all((f / checkpoint.WEIGHTS).exists() for f in folders):
-        return None
+        return None, None
     model = SplitModel(folders, None, info.tokenizer, split_at, max_loaded=1, batch_size=batch_size)
-    return model.likelihood_scores(prefixes).argmin(1)
+    lik_routed = model.likelihood_scores(prefixes).argmin(1)
+    other = np.where(lik_routed != routed, lik_routed, -1)
+    return lik_routed, np.where(other < 0, split_N, _score_routed(shards, other, load, start, batch_size, bf16))
 
 
 def _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored, n_clusters: int,
@@ -222,11 +223,9 @@ def routed_eval(
 ) -> list[dict]:
     """Rows per split point x group; writes TRAIN/routed/routed_eval.csv and .png.
 
-    `likelihood` also routes every window by likelihood (its `likelihood_*` columns; empty when off, or
-    when a split point lacks a branch).
-
     `prefix_tokens` None routes by the router's own prefix length. `by_domain` also writes
-    TRAIN/routed/by_domain.csv and .md (`evaluate_domains`), labels from `label_field`.
+    TRAIN/routed/by_domain.csv and .md (`evaluate_domains`), labels from `label_field`. `likelihood`
+    also routes by likelihood (`likelihood_*` columns; empty when off, or when a split point lacks a branch).
     """
     flags.number("--batch-size", batch_size, least=1, meaning="windows per forward pass")
     info = data_mod.read_run(run)
@@ -234,10 +233,7 @@ def routed_eval(
     router = router or Router.load(run)
     prefix_tokens = router.prefix_tokens if prefix_tokens is None else prefix_tokens
     if not 0 < prefix_tokens < info.seq_len:
-        top = info.seq_len - 1
-        raise ConfigError(f"--prefix-tokens {prefix_tokens}: must be between 1 and seq_len - 1 = {top}")
-    from transformers.utils import logging as hf_logging
-
+        raise ConfigError(f"--prefix-tokens {prefix_tokens}: must be between 1 and seq_len - 1 = {info.seq_len - 1}")
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per branch otherwise
     shards, own, domains = _val_shards(run, info, label_field)
     if not len(own):
@@ -257,11 +253,8 @@ def routed_eval(
         base_N = baselines[folder]
         load = lambda c: _load(TrainLayout(train).branch(split_at, c, info.k) / "final")  # noqa: E731
         split_N = _score_routed(shards, routed, load, prefix_tokens, batch_size, bf16)
-        lik_routed = _likelihood_routes(train, split_at, info, prefixes, batch_size) if likelihood else None
-        lik_N = None
-        if lik_routed is not None:  # windows both routings send to the same branch are scored once
-            other = np.where(lik_routed != routed, lik_routed, -1)
-            lik_N = np.where(other < 0, split_N, _score_routed(shards, other, load, prefix_tokens, batch_size, bf16))
+        lik_routed, lik_N = (_likelihood_pass(train, split_at, info, prefixes, shards, routed, split_N, load,
+                                              prefix_tokens, batch_size, bf16) if likelihood else (None, None))
         rows += [{**row, "prefix_tokens": prefix_tokens, "router": getattr(router, "kind", type(router).__name__)}
                  for row in _group_rows(split_at, own, domains, routed, base_N, split_N, n_scored, info.k,
                                         lik_routed, lik_N)]
@@ -270,40 +263,7 @@ def routed_eval(
                                     batch_size, bf16)
             domain_rows += evaluate_domains.domain_rows(split_at, domains, routed, top, base_N, split_N, extra_N,
                                                         n_scored, info.k)
-    _write_report(train / "routed", rows)
+    routed_report.write(train / "routed", rows)
     if by_domain:
         evaluate_domains.write(train / "routed", domain_rows, label_field)
     return rows
-
-
-def _write_report(folder: Path, rows: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(folder / "routed_eval.csv", text.getvalue())
-    splits = sorted({r["split_at"] for r in rows})
-    fig, axes = plt.subplots(len(splits), 1, figsize=(10, 3.2 * len(splits)), squeeze=False)
-    for ax, split_at in zip(axes[:, 0], splits):
-        sub = [r for r in rows if r["split_at"] == split_at]
-        x = np.arange(len(sub))
-        lik = all(r["likelihood_ppl"] is not None for r in sub)
-        width = 0.27 if lik else 0.4
-        ax.bar(x - width / (1 if lik else 2), [r["baseline_ppl"] for r in sub], width, label="pretraining only")
-        ax.bar(x + (0 if lik else width / 2), [r["routed_ppl"] for r in sub], width,
-               label=f"split, routed by the {sub[0]['router']} router")
-        if lik:
-            ax.bar(x + width, [r["likelihood_ppl"] for r in sub], width, label="split, routed by likelihood")
-        ax.set_xticks(x, [f"{r['kind'][0]}:{r['group']}" for r in sub], rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel("perplexity")
-        ax.set_title(f"split at {split_at:,} tokens")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "routed_eval.png", dpi=110)
-    plt.close(fig)

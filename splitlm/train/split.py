@@ -24,7 +24,7 @@ from splitlm.core.errors import ConfigError, SchemaError
 from splitlm.core.hashing import canonical, sha256_file
 from splitlm.core.ray_session import RaySession
 from splitlm.schemas.jobs import JobPlan, PlannedJob
-from splitlm.schemas.layout import RunLayout, TrainLayout
+from splitlm.schemas.layout import ROUTER_DIR, ROUTER_RECORD, RunLayout, TrainLayout
 from splitlm.schemas.router import RouterSpec
 from splitlm.schemas.run import RunSummary
 from splitlm.train import checkpoint, jobs, runner
@@ -35,9 +35,6 @@ from splitlm.train.executors import runners
 from splitlm.train.executors.local import local_pool, threads_per_job
 from splitlm.train.executors.ray import RayPool
 from splitlm.train.executors.schedule import run_plan
-
-ROUTER_DIR = "router"
-ROUTER_RECORD = "copied.json"
 
 
 def copy_router(run: Path, out: Path) -> Path | None:

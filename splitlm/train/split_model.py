@@ -31,12 +31,11 @@ import numpy as np
 from splitlm.core.errors import ConfigError, SchemaError
 from splitlm.core.hashing import sha256_file
 from splitlm.curate.cluster.router import Router
-from splitlm.schemas.layout import TrainLayout
+from splitlm.schemas.layout import ROUTER_DIR, ROUTER_RECORD, TrainLayout
 from splitlm.schemas.run import RunSummary
 from splitlm.tokenizer import load_tokenizer
 from splitlm.train import checkpoint
 from splitlm.train.loss import hidden_states
-from splitlm.train.split import ROUTER_DIR, ROUTER_RECORD
 
 ROUTE_BY = ("router", "likelihood")
 

@@ -70,11 +70,14 @@ def test_branches_use_the_base_lr_with_warmup_only_from_step_zero(tiny_run, tmp_
     assert phonebook.adam_beta2 == models.SIZES["phonebook-cpu"].adam_beta2 == 0.95
 
 
-def test_every_evaluation_is_one_row_per_cluster(split_train):
+def test_every_evaluation_is_one_row_per_eval_cluster(split_train):
+    rows = runner.read_rows(split_train / "pretrain" / "losses.jsonl")
+    assert {(r["step"], r["eval_cluster"]) for r in rows} >= {(s, k) for s in (4, 8) for k in range(3)}
+    assert len(rows) == len({(r["step"], r["eval_cluster"]) for r in rows})
     rows = runner.read_rows(split_train / "branches" / "split-000000003072" / "cluster-01" / "losses.jsonl")
     assert all(set(r) == set(LOSS_COLUMNS) for r in rows)
     assert sorted({r["step"] for r in rows}) == [4, 8]
-    assert {(r["step"], r["eval_cluster"]) for r in rows} == {(s, k) for s in (4, 8) for k in range(3)}
+    assert {(r["step"], r["eval_cluster"]) for r in rows} == {(s, 1) for s in (4, 8)}  # a branch: its own cluster
     assert {(r["cluster"], r["split_at"], r["pt_tokens"]) for r in rows} == {(1, 3072, 3072)}
     assert {r["cpt_tokens"] for r in rows} == {4 * 512, 8 * 512}
 

@@ -35,12 +35,15 @@ demo-curate: assets
 demo-inspect: demo-curate
 	$(BIN)/curate inspect $(DEMO) --split all
 
-# A tiny split run on the demo clusters (~1M non-embedding parameters, D_T = 120k tokens, split at
-# 40k): mechanics, not quality. At this budget pretraining-only wins, as the scaling law predicts
-# for budgets below D_split. Then routed evaluation: each validation window scored by the branch its
-# 32-token prefix routes to, against the pretraining-only model.
+# A tiny split run on the demo clusters (~1M non-embedding parameters, D_T = 115k tokens, split at
+# 40k; in steps of 4,096 tokens that is 28 = 10 + 6 x 3, so the baseline and the split run share
+# D_T exactly): mechanics, not quality. At this budget pretraining-only wins, as the scaling law
+# predicts for budgets below D_split. One job at a time on both cores (`--parallel 2` is slower here:
+# pretraining is the critical path and runs on one core then). Then routed evaluation: each
+# validation window scored by the branch its 32-token prefix routes to (and by likelihood routing),
+# against the pretraining-only model.
 demo-train: demo-inspect
-	$(BIN)/train split $(DEMO) --out $(DEMO)/train --size tiny --total-tokens 120k --split-at 40k \
+	$(BIN)/train split $(DEMO) --out $(DEMO)/train --size tiny --total-tokens 115k --split-at 40k \
 		--batch-size 2 --eval-every 40k --eval-windows 8 --checkpoint-every 40k
 	$(BIN)/train eval $(DEMO)/train --run $(DEMO)
 

@@ -166,7 +166,7 @@ def eval_cmd(
                        label_field=label_field, likelihood=likelihood)
     columns = ["split at", "kind", "group", "windows", "routed home", "baseline ppl", "routed ppl", "change"]
     lik = any(r["likelihood_ppl"] is not None for r in rows)
-    columns += ["likelihood agrees", "likelihood ppl", "change"] if lik else []
+    columns += ["lik. agrees", "lik. ppl", "lik. change"] if lik else []
     prefix = rows[0]["prefix_tokens"] if rows else prefix_tokens
     router = rows[0]["router"] if rows else "the run's"
     _print_table(f"Routed evaluation ({prefix}-token prefix, {router} router{', and by likelihood' if lik else ''})",

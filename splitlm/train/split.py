@@ -23,6 +23,7 @@ from splitlm.core.atomic import atomic_write_text, fresh_folder, publish_folder
 from splitlm.core.errors import ConfigError, SchemaError
 from splitlm.core.hashing import canonical, sha256_file
 from splitlm.core.ray_session import RaySession
+from splitlm.curate.routing.files import PREFIXES
 from splitlm.schemas.jobs import JobPlan, PlannedJob
 from splitlm.schemas.layout import ROUTER_DIR, ROUTER_RECORD, RunLayout, TrainLayout
 from splitlm.schemas.router import RouterSpec
@@ -42,7 +43,7 @@ def copy_router(run: Path, out: Path) -> Path | None:
 
     `clusters/router.json` + `router.safetensors` (the spec, whose embedder entry names the model
     and its weights sha256, and the tensors), `routing/` when RUN has a finished routing stage
-    (copied whole, manifest included), the tokenizer file when the run names one by path, and
+    (manifest included; not its training prefixes' embeddings, which only `curate inspect` reads), the tokenizer file when the run names one by path, and
     `copied.json`: the source run and the sha256 of every copied file, checked on load. The folder
     is built beside its target and renamed into place.
     """
@@ -56,7 +57,7 @@ def copy_router(run: Path, out: Path) -> Path | None:
         shutil.copyfile(src, tmp / "clusters" / src.name)
     routing = run_layout.stage("routing")
     if (routing / "manifest.json").exists():
-        shutil.copytree(routing, tmp / "routing")
+        shutil.copytree(routing, tmp / "routing", ignore=shutil.ignore_patterns(PREFIXES))
     spec = RouterSpec.read(run_layout.router_spec)
     summary = RunSummary.read(run)
     if spec.tokenizer != summary.tokenizer:

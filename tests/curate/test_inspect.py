@@ -192,6 +192,30 @@ def test_reused_vectors_are_what_embedding_the_prefix_gives(run):
     assert summary["routing"]["vectors_reused"] == summary["sample"]["windows"]  # the P = 256 row
 
 
+def test_the_routing_stages_prefix_embeddings_are_read_back_not_embedded_again(run):
+    from splitlm.curate.cluster.router import Router
+    from splitlm.curate.embed.stage import load_vectors
+    from splitlm.curate.inspect.routing import prefix_routing
+    from splitlm.curate.routing.files import stored_prefix_texts
+    from splitlm.curate.shards import read_labels
+    from splitlm.schemas.tokens import TokenArray
+
+    router = Router.load(run)
+    tokens = TokenArray(run / "windows").tokens
+    known = stored_prefix_texts(run / "routing", router.tokenizer, tokens)
+    summary = json.loads((run / "inspect" / "summary.json").read_text())
+    assert len(known) > 0 and summary["routing"]["texts_from_routing"] > 0
+    some = sorted(known)[:16]  # each stored vector is the text's embedding
+    assert np.einsum("nd,nd->n", router.embedder.encode(some), np.stack([known[t] for t in some])).min() > 0.9999
+    ids = np.arange(len(tokens))
+    args = (router, tokens, load_vectors(run), read_labels(run), ids, (8, 32))
+    fresh, reused = prefix_routing(*args), prefix_routing(*args, known=known)
+    assert reused.texts_from_routing > 0 and fresh.texts_from_routing == 0
+    assert fresh.texts_embedded == reused.texts_embedded + reused.texts_from_routing
+    for a, b in zip(fresh.rows, reused.rows):
+        assert a.route_top1 == pytest.approx(b.route_top1, abs=1 / len(ids)) and a.r_at_5 == pytest.approx(b.r_at_5, abs=1 / len(ids))
+
+
 @pytest.mark.slow
 def test_similarity_and_app_f_pairs(run):
     rows = read_csv(run / "inspect" / "similarity.csv")

@@ -53,14 +53,26 @@ def test_chunked_loss_gives_the_unchunked_gradients(arch):
         torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_the_head_sees_one_chunk_of_positions_at_a_time():
+def test_the_head_sees_one_chunk_of_positions_at_a_time(monkeypatch):
+    from splitlm.train import loss
+
     model = _model("gpt2")
-    seen = []
-    model.get_output_embeddings().register_forward_hook(lambda m, inp, out: seen.append(tuple(out.shape)))
+    seen, buffers = [], set()
+    into = loss._logits_into
+
+    def spy(buffer, h_CH, w_VH):
+        out = into(buffer, h_CH, w_VH)
+        seen.append(tuple(out.shape))
+        buffers.add(buffer.data_ptr())
+        assert out.data_ptr() == buffer.data_ptr()  # every chunk's logits go into the one block
+        return out
+
+    monkeypatch.setattr(loss, "_logits_into", spy)
     ids = torch.randint(0, VOCAB, (4, 50))
     budget = 4 * VOCAB * 16  # 16 positions' fp32 logits
     with torch.inference_mode():
         token_nll(model, ids, 1, budget)
+    assert len(buffers) == 1
     assert chunk_rows(VOCAB, budget) == 16
     assert len(seen) == math.ceil(4 * 49 / 16) and max(s[0] for s in seen) == 16
     assert all(s[-1] == VOCAB and len(s) == 2 for s in seen)  # [positions, vocab]: never batch x positions x vocab

@@ -161,10 +161,12 @@ def test_the_routing_stage_is_copied_when_the_run_has_one(routed, tmp_path):
     (copy / "routing").mkdir()
     (copy / "routing" / "routing.json").write_text("{}\n")
     (copy / "routing" / "head.safetensors").write_bytes(b"head")
+    (copy / "routing" / "prefixes.safetensors").write_bytes(b"prefix vectors")  # for inspect only
     (copy / "routing" / "manifest.json").write_text("{}\n")  # a finished stage has its manifest
     folder = copy_router(copy, tmp_path / "train")
     record = json.loads((folder / "copied.json").read_text())
     assert {"routing/routing.json", "routing/head.safetensors", "routing/manifest.json"} <= set(record["files"])
     assert (folder / "routing" / "head.safetensors").read_bytes() == b"head"
+    assert not (folder / "routing" / "prefixes.safetensors").exists() and "routing/prefixes.safetensors" not in record["files"]
     (copy / "routing" / "manifest.json").unlink()  # an unfinished routing stage is not copied
     assert not (copy_router(copy, tmp_path / "train") / "routing").exists()

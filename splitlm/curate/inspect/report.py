@@ -164,6 +164,8 @@ def _routing_section(rows: list[PrefixRow], summary: dict[str, Any]) -> list[str
                  "the stored vector averages all 256-piece chunks of the window, so even long prefixes see only "
                  "part of what was embedded: recall rises slowly and stays below `truncate`'s."), "",
              f"{summary['routing']['texts_embedded']:,} distinct prefixes were embedded; "
+             f"{summary['routing'].get('texts_from_routing', 0):,} more were read from the routing stage, which "
+             "had embedded them; "
              f"{summary['routing'].get('vectors_reused', 0):,} prefixes whose first word pieces are exactly the stored "
              "vector's input reused it.", "",
              "Centroid ECE: expected calibration error (10 bins) of the centroid rule's probability for its "

@@ -17,7 +17,9 @@ a lot (mail headers, code preambles), so P <= 4 costs almost nothing. A prefix w
 stored vector was computed from: that vector is reused instead of embedding it again. In
 `truncate` mode the model reads only the first 254 word pieces, so this saves about half the work
 at P = 256 on 2,048-token windows; in `mean` mode only prefixes that are the whole window qualify.
-R@k needs an N x N similarity, done in row blocks so memory stays at block x N.
+Texts the routing stage already embedded (its training prefixes, `RUN/routing/prefixes.safetensors`)
+are read back, not embedded again. R@k needs an N x N similarity, done in row blocks so memory
+stays at block x N.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class RoutingStats:
     seconds_embedding: float
     texts_embedded: int
     vectors_reused: int  # prefixes that are the stored vector's exact model input
+    texts_from_routing: int  # distinct texts whose embedding the routing stage had stored
     embedded: dict[str, np.ndarray] = field(default_factory=dict)  # text -> embedding, for reuse (`routing_cv`)
     prefix_SD: dict[int, np.ndarray] = field(default_factory=dict)  # P -> [N, D] the sample's prefix vectors
 
@@ -82,15 +85,20 @@ def sample_windows(is_val_N: np.ndarray, split: str, n: int, seed: int) -> np.nd
 
 def prefix_routing(router, tokens_NW: np.ndarray, vectors_ND: np.ndarray, labels_N: np.ndarray,
                    window_ids: np.ndarray, prefix_lengths: tuple[int, ...],
-                   advance: Callable[[int], None] = lambda n: None) -> RoutingStats:
+                   advance: Callable[[int], None] = lambda n: None,
+                   known: dict[str, np.ndarray] | None = None) -> RoutingStats:
+    """`known`: text -> embedding already computed by the run's embedder (the routing stage's
+    training prefixes, `routing.files.stored_prefix_texts`); those texts are not embedded again."""
     rows_SW = take_rows(tokens_NW, window_ids)  # a bounded sample: read as row slices
     own_S = labels_N[window_ids]
     full_SD = _unit(take_rows(vectors_ND, window_ids, np.float32))
     texts = {p: router.tokenizer.decode_batch(rows_SW[:, :p]) for p in prefix_lengths}
     start = time.perf_counter()
     same = _same_model_input(router, rows_SW, texts)
+    known = known or {}
     todo = [t for p in prefix_lengths for t, s in zip(texts[p], same[p]) if not s]
-    vectors = _embed_distinct(router.embedder, todo, advance)
+    stored = {t: known[t] for t in todo if t in known}
+    vectors = {**stored, **_embed_distinct(router.embedder, [t for t in todo if t not in stored], advance)}
     seconds = time.perf_counter() - start
     rows, hits, prefix_SD = [], [], {}
     for p in prefix_lengths:
@@ -106,7 +114,8 @@ def prefix_routing(router, tokens_NW: np.ndarray, vectors_ND: np.ndarray, labels
                               _mean(top1_S), _mean(top3_S), _ece(centroid_conf_S, top1_S), *learned))
         hits.append(top1_S)
     return RoutingStats(rows, window_ids, np.array(hits, dtype=bool).reshape(len(rows), len(window_ids)), seconds,
-                        len(vectors), int(sum(s.sum() for s in same.values())), vectors, prefix_SD)
+                        len(vectors) - len(stored), int(sum(s.sum() for s in same.values())), len(stored), vectors,
+                        prefix_SD)
 
 
 def prefix_vectors(router, tokens_NW: np.ndarray, vectors_ND: np.ndarray, window_ids: np.ndarray,

@@ -37,13 +37,14 @@ from splitlm.curate.inspect.report import render_files
 from splitlm.curate.inspect.routing import prefix_routing, sample_windows
 from splitlm.curate.inspect.routing_cv import CV_WINDOWS, block_size, plan, routing_config, routing_cv, split_windows
 from splitlm.curate.inspect.similarity import cluster_similarity
+from splitlm.curate.routing.files import stored_prefix_texts
 from splitlm.curate.shards import read_labels
 from splitlm.curate.window_columns import read_window_columns
 from splitlm.schemas.layout import RunLayout, cluster_name
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.tokens import TokenArray
 
-ALGORITHM = 3  # bump when the same config and input would give other output
+ALGORITHM = 4  # bump when the same config and input would give other output
 PREFIX_LENGTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 PLAIN_KEYS = ("on", "rows", "max_min", "objective", "ours_max_min", "ours_objective")  # timings stay out
 
@@ -83,7 +84,8 @@ def run_inspect(run: Path, config: InspectConfig | None = None, progress: Progre
     for stage in ("windows", "embeddings", "clusters", "cards"):
         if not layout.stage_manifest(stage).exists():
             raise ConfigError(f"{run}: no finished `{stage}` stage; run `curate cluster ... --out {run}` first")
-    upstream = [StageManifest.read(layout.stage(s)).parts for s in ("windows", "clusters")]
+    upstream = [StageManifest.read(layout.stage(s)).parts for s in ("windows", "clusters", "routing")
+                if layout.stage_manifest(s).exists()]
     layout.stage_manifest("inspect").unlink(missing_ok=True)  # an audit always reruns (see docstring)
     summary: dict[str, Any] = {}
 
@@ -123,8 +125,9 @@ def _measure(run: Path, config: InspectConfig, progress: Progress) -> dict[str, 
         raise ConfigError(f"{run}: no {config.split} windows to sample; rerun `curate cluster` with --val-fraction > 0 "
                           "or pass --split all")
     vectors_ND = load_vectors(run)
+    known = stored_prefix_texts(RunLayout(run).stage("routing"), router.tokenizer, tokens_NW)
     with progress.stage("prefixes") as advance:
-        routing = prefix_routing(router, tokens_NW, vectors_ND, labels_N, ids, lengths, advance)
+        routing = prefix_routing(router, tokens_NW, vectors_ND, labels_N, ids, lengths, advance, known)
     train_pool, val_pool = split_windows(run, k)
     the_plan = plan(train_pool, val_pool, config.cv_windows, config.sample, config.seed)
     start = time.perf_counter()
@@ -143,7 +146,7 @@ def _measure(run: Path, config: InspectConfig, progress: Progress) -> dict[str, 
                    "pool": int(pool)},
         "domains": {"field": dom.field, "labels": dom.labels, "counts": dom.counts_LK.tolist()},
         "routing": {"rows": [r.__dict__ for r in routing.rows], "texts_embedded": routing.texts_embedded,
-                    "vectors_reused": routing.vectors_reused},
+                    "vectors_reused": routing.vectors_reused, "texts_from_routing": routing.texts_from_routing},
         "similarity": {"cosine": np.round(sim.cos_KK, 6).tolist(), "pairs": [p.__dict__ for p in sim.pairs]},
         "clusters": clusters,
         "balance": {"max_min": balance["max_min"], "objective": balance["objective"],

@@ -1,4 +1,9 @@
-"""`RUN/routing/`: the routing spec (`routing.json`) and, for a learned router, `head.safetensors`.
+"""`RUN/routing/`: the routing spec (`routing.json`), for a learned router `head.safetensors`, and
+`prefixes.safetensors`: the embeddings of the training prefixes the stage fitted on.
+
+The stage's cost is embedding those prefixes; `curate inspect` measures routing on prefixes of the
+same windows at overlapping lengths, so it reads them back (`stored_prefix_texts`) instead of
+embedding them again.
 
 Loading checks the files against the stage's manifest (the folder is complete exactly when it has
 one) and the spec against the clusters router it was fitted on, so a routing folder left over from
@@ -19,11 +24,13 @@ from splitlm.core.errors import SchemaError
 from splitlm.core.hashing import sha256_file
 from splitlm.core.stage import MANIFEST
 from splitlm.curate.routing.heads import LinearHead
+from splitlm.curate.rows import take_rows
 from splitlm.schemas.manifest import StageManifest
 from splitlm.schemas.routing import FORMAT_VERSION, RoutingSpec
 
 SPEC = "routing.json"
 HEAD = "head.safetensors"
+PREFIXES = "prefixes.safetensors"
 
 
 @dataclass(frozen=True)
@@ -72,3 +79,31 @@ def load_routing(folder: Path, clusters_router: Path) -> Routing | None:
             raise SchemaError(f"{folder / HEAD}: {name} is {array.dtype}{list(array.shape)}, {SPEC} says "
                               f"float32{list(want[name])}; the two files do not belong together")
     return Routing(spec, head, balance_K)
+
+
+def save_prefix_vectors(folder: Path, window_ids_N: np.ndarray, vectors: dict[int, np.ndarray]) -> None:
+    """`prefixes.safetensors`: window ids [N], prefix lengths [L] and their embeddings [L, N, D] (float32)."""
+    lengths = sorted(vectors)
+    tensors = {"window_ids": np.asarray(window_ids_N, dtype=np.int64),
+               "prefix_lengths": np.asarray(lengths, dtype=np.int64),
+               "vectors_LND": np.stack([np.asarray(vectors[p], dtype=np.float32) for p in lengths])}
+    with atomic_path(folder / PREFIXES) as tmp:
+        save_file(tensors, str(tmp), metadata={"format_version": str(FORMAT_VERSION)})
+
+
+def stored_prefix_texts(folder: Path, tokenizer, tokens_NW) -> dict[str, np.ndarray]:
+    """{prefix text: embedding} of the stage's training prefixes (decoded as the router cuts them), or {}
+    for a stage without the file. The file is checked against the stage's manifest first."""
+    if not (folder / MANIFEST).exists() or PREFIXES not in StageManifest.read(folder).parts:
+        return {}
+    StageManifest.read(folder).check_files(folder, [PREFIXES])
+    t = load_file(str(folder / PREFIXES))
+    ids_N, lengths, vectors_LND = t["window_ids"], t["prefix_lengths"], t["vectors_LND"]
+    if vectors_LND.shape[:2] != (len(lengths), len(ids_N)):
+        raise SchemaError(f"{folder / PREFIXES}: vectors {list(vectors_LND.shape)} for {len(lengths)} lengths "
+                          f"x {len(ids_N)} windows")
+    rows_NW = take_rows(tokens_NW, ids_N)
+    out: dict[str, np.ndarray] = {}
+    for p, vectors_ND in zip(lengths.tolist(), vectors_LND):
+        out.update(zip(tokenizer.decode_batch(rows_NW[:, :p]), vectors_ND))
+    return out

@@ -15,8 +15,8 @@ embedded with the run's embedder (each distinct text once). Then:
   noise cost 1.3 points at 32 tokens on 20 Newsgroups), per-cluster logit biases
   (`heads.balance_biases`) are fitted and stored; then the head's own temperature per length.
 
-Outputs: `routing.json` (`splitlm.schemas.routing.RoutingSpec`) and, learned only,
-`head.safetensors`. Nothing here touches shards: the head only routes. Counts account for every
+Outputs: `routing.json` (`splitlm.schemas.routing.RoutingSpec`), learned only
+`head.safetensors`, and `prefixes.safetensors`, the prefix embeddings (for `curate inspect`). Nothing here touches shards: the head only routes. Counts account for every
 training window (used or left out of the sample) and every prefix (embedded or a repeat).
 """
 
@@ -34,7 +34,7 @@ from splitlm.core.errors import ConfigError
 from splitlm.core.hashing import sha256_file
 from splitlm.curate.cluster.router import Router
 from splitlm.curate.routing.calibration import fit_temperature
-from splitlm.curate.routing.files import Routing, save_routing
+from splitlm.curate.routing.files import Routing, save_prefix_vectors, save_routing
 from splitlm.curate.routing.folds import blocked_folds
 from splitlm.curate.routing.heads import balance_biases, centroid_scores, fit_linear
 from splitlm.curate.rows import take_rows
@@ -42,7 +42,7 @@ from splitlm.schemas.layout import RunLayout
 from splitlm.schemas.routing import ROUTERS, HeadSpec, RoutingSpec
 from splitlm.schemas.tokens import TokenArray
 
-ALGORITHM = 1  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
+ALGORITHM = 2  # bump when the same config and input would give other output (see `splitlm.curate.stage`)
 EMBED_BLOCK = 1024  # distinct prefix texts per embedder call
 READ_BLOCK = 2048  # windows read per token slice
 CENTROID_WINDOWS = 1_000  # windows sampled when only temperatures are fitted (one scalar per length)
@@ -190,6 +190,7 @@ def write_routing(run: Path, out: Path, config: RoutingConfig, advance=lambda n:
     routing, fit_counts = fit_routing(x, labels_N, router, config, router.prefix_tokens)
     spec = routing.spec.model_copy(update={"clusters_router_sha256": sha256_file(layout.router_tensors)})
     save_routing(out, Routing(spec, routing.head, routing.balance_K))
+    save_prefix_vectors(out, ids_N, x)
     return {"router": config.router, "windows_train": pool, "windows_used": len(ids_N),
             "windows_not_sampled": pool - len(ids_N), "prefixes": prefixes, "texts_embedded": distinct,
             "prefixes_repeated": prefixes - distinct, "embed_seconds": round(embed_seconds, 3),

@@ -35,3 +35,23 @@ def test_bad_flag_value_is_one_line_error(tmp_path):
     proc = _run("curate", "windows", str(corpus), "--out", str(tmp_path / "run"), "--policy", "pad")
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error: --policy must be one of") and proc.stderr.count("\n") == 1
+
+
+def test_phonebook_show_prints_a_finished_sweep_and_refuses_other_files(tmp_path):
+    from splitlm.train.phonebook.plot import read_csv, write_csv
+
+    rows = [{"alpha": a, "budget": 1600, "pt_fraction": f, "accuracy": acc}
+            for a, f, acc in [(0.0, 0.0, 0.3), (0.0, 0.75, 0.5), (0.0, 1.0, 0.125)]]
+    write_csv(tmp_path / "phonebook.csv", rows)
+    assert read_csv(tmp_path / "phonebook.csv") == rows
+    proc = _run("train", "phonebook", "--show", str(tmp_path / "phonebook.csv"))
+    assert proc.returncode == 0, proc.stderr
+    assert "│ 0%      │ 30.0 │ 50.0 │ 12.5 │" in proc.stdout
+    assert "overlap 0%: splitting wins: split after 75% of the steps, 50.0%, +37.5 points against pretraining only" \
+        in proc.stdout
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    for args, message in [(["--show", str(tmp_path / "other.csv")], f"error: {tmp_path / 'other.csv'}: columns"),
+                          ([], "error: train phonebook: give --out DIR"),
+                          (["--show", str(tmp_path / "nope.csv")], f"error: {tmp_path / 'nope.csv'}: cannot read")]:
+        proc = _run("train", "phonebook", *args)
+        assert proc.returncode == 1 and proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr

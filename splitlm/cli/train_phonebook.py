@@ -19,7 +19,7 @@ def _floats(text: str, flag: str) -> tuple[float, ...]:
 
 
 def phonebook_cmd(
-    out: Annotated[Path, typer.Option("--out", help="DIR: phonebook.csv, phonebook.png, the runs.")],
+    out: Annotated[Path | None, typer.Option("--out", help="DIR: phonebook.csv, phonebook.png, the runs.")] = None,
     budget: Annotated[str, typer.Option(help="limited (Fig. 2a) or sufficient (Fig. 2b).")] = "limited",
     paper: Annotated[
         bool, typer.Option("--paper", help="The paper's sizes: 6x8x256, 80,000 facts, batch 640.")
@@ -39,6 +39,9 @@ def phonebook_cmd(
     seed: Annotated[int, typer.Option(help="Seeds the facts, the weights and the data order.")] = 0,
     parallel: Annotated[int, typer.Option(help="Jobs trained at once in local processes.")] = 2,
     threads: Annotated[int, typer.Option(help="torch threads per job.")] = 1,
+    show: Annotated[
+        Path | None, typer.Option("--show", help="Print the table of a finished sweep's phonebook.csv; no training.")
+    ] = None,
 ) -> None:
     """Pretrain on both clusters, branch at each fraction of the budget, score exact-match fact accuracy."""
     from dataclasses import replace
@@ -47,6 +50,13 @@ def phonebook_cmd(
     from splitlm.train import flags
     from splitlm.train.phonebook.config import preset, quick_preset
 
+    if (show is None) == (out is None):
+        raise ConfigError("train phonebook: give --out DIR (run a sweep) or --show CSV (print a finished one)")
+    if show is not None:
+        from splitlm.train.phonebook.plot import read_csv
+
+        _print(read_csv(show))
+        return
     flags.number("--parallel", parallel, least=1)
     flags.number("--threads", threads, least=1)
     if quick and (paper or budget != "limited"):

@@ -28,6 +28,26 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def read_csv(path: Path) -> list[dict]:
+    """The rows of a `phonebook.csv` (as `write_csv` wrote them); a one-line error naming the file otherwise."""
+    from splitlm.core.errors import ConfigError
+
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            if tuple(reader.fieldnames or ()) != tuple(CSV_COLUMNS):
+                raise ConfigError(f"{path}: columns {reader.fieldnames}, a phonebook.csv has {list(CSV_COLUMNS)}")
+            rows = [{"alpha": float(r["alpha"]), "budget": int(r["budget"]), "pt_fraction": float(r["pt_fraction"]),
+                     "accuracy": float(r["accuracy"])} for r in reader]
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{path}: not a phonebook.csv ({err})") from None
+    if not rows:
+        raise ConfigError(f"{path}: no rows")
+    return rows
+
+
 def write_plot(path: Path, rows: list[dict], title: str) -> None:
     """Average fact accuracy vs % of the total steps spent pretraining, one curve per alpha (Fig. 2)."""
     import matplotlib

@@ -27,15 +27,9 @@ def phonebook_cmd(
     facts: Annotated[int | None, typer.Option(help="Facts per cluster (default: the preset's).")] = None,
     steps: Annotated[int | None, typer.Option(help="Total step budget T (default: the preset's).")] = None,
     fractions: Annotated[str | None, typer.Option(help="Pretraining shares of T, e.g. 0,0.2,0.5,1.")] = None,
-    alphas: Annotated[
-        str | None, typer.Option(help="Cluster overlaps (default 0,0.5,1; --quick: 0).")
-    ] = None,
-    quick: Annotated[
-        bool,
-        typer.Option(
-            "--quick", help="The demo's sweep: overlap 0, splits at 0, 75% and 100% (3,600 steps, ~2 min)."
-        ),
-    ] = False,
+    alphas: Annotated[str | None, typer.Option(help="Cluster overlaps (default 0,0.5,1; --quick: 0).")] = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="make demo-phonebook's sweep: overlap 0, splits at 0, 75% and 100% (3,600 steps, ~2 min).")] = False,
     seed: Annotated[int, typer.Option(help="Seeds the facts, the weights and the data order.")] = 0,
     parallel: Annotated[int, typer.Option(help="Jobs trained at once in local processes.")] = 2,
     threads: Annotated[int, typer.Option(help="torch threads per job.")] = 1,
@@ -50,12 +44,7 @@ def phonebook_cmd(
     from splitlm.train import flags
     from splitlm.train.phonebook.config import preset, quick_preset
 
-    if (show is None) == (out is None):
-        raise ConfigError("train phonebook: give --out DIR (run a sweep) or --show CSV (print a finished one)")
-    if show is not None:
-        from splitlm.train.phonebook.plot import read_csv
-
-        _print(read_csv(show))
+    if _shown(out, show):
         return
     flags.number("--parallel", parallel, least=1)
     flags.number("--threads", threads, least=1)
@@ -76,6 +65,20 @@ def phonebook_cmd(
     plot.write_plot(out / "phonebook.png", rows, f"{cfg.budget} budget ({cfg.total_steps:,} steps)")
     _print(rows)
     typer.echo(f"wrote {out / 'phonebook.csv'} and phonebook.png in {time.perf_counter() - start:.0f} s")
+
+
+def _shown(out: Path | None, show: Path | None) -> bool:
+    """With --show, print that sweep and say so; refuse both or neither of --out and --show."""
+    from splitlm.core.errors import ConfigError
+
+    if (show is None) == (out is None):
+        raise ConfigError("train phonebook: give --out DIR (run a sweep) or --show CSV (print a finished one)")
+    if show is None:
+        return False
+    from splitlm.train.phonebook.plot import read_csv
+
+    _print(read_csv(show))
+    return True
 
 
 def _print(rows: list[dict]) -> None:

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 from splitlm.core.atomic import atomic_path, atomic_write_text
+from splitlm.core.errors import ConfigError
 
 CSV_COLUMNS = ("alpha", "budget", "pt_fraction", "accuracy")
 """Scripts read these names."""
@@ -30,8 +31,6 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def read_csv(path: Path) -> list[dict]:
     """The rows of a `phonebook.csv` (as `write_csv` wrote them); a one-line error naming the file otherwise."""
-    from splitlm.core.errors import ConfigError
-
     try:
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)

@@ -3,6 +3,9 @@
 Everything is first written beside its target under a hidden temporary name, then moved into
 place with `os.replace`, which is atomic on one filesystem. A kill leaves at most a hidden
 temporary behind, which the next writer of that target replaces.
+
+Published files get the mode `open()` gives under the process's umask (usually 0644), whatever
+wrote them: safetensors, for one, creates its files 0600.
 """
 
 from __future__ import annotations
@@ -12,6 +15,23 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()
+"""The mode of a new file under the umask this process started with."""
+
+
+def _share(path: Path) -> None:
+    """Give `path` (a file, or every file under a folder) FILE_MODE."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    for file in files:
+        os.chmod(file, FILE_MODE)
 
 
 def temp_path(path: Path) -> Path:
@@ -25,6 +45,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp = temp_path(path)
     try:
         yield tmp
+        _share(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -43,6 +64,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def publish_folder(partial: Path, final: Path) -> None:
     """Move a finished `partial` folder to `final`, replacing an older `final` without a gap."""
+    _share(partial)
     if final.exists():
         old = final.with_name(f".{final.name}.old")
         shutil.rmtree(old, ignore_errors=True)

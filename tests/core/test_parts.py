@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from splitlm.core.atomic import atomic_path, atomic_write_text
+from splitlm.core.atomic import FILE_MODE, atomic_path, atomic_write_text, publish_folder
 from splitlm.core.parts import PartWriter, iter_batches, part_files, read_table
 from splitlm.core.stage import MANIFEST, run_stage
 from splitlm.core.errors import SchemaError
@@ -141,6 +141,22 @@ def test_a_failing_folder_write_leaves_nothing_behind(tmp_path):
             (tmp / "a").write_text("x")
             raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_published_files_get_the_umask_mode_whatever_wrote_them(tmp_path):
+    """safetensors creates its files 0600; a published file or folder reads like any other file."""
+    with atomic_path(tmp_path / "weights.bin") as tmp:
+        tmp.write_bytes(b"w")
+        tmp.chmod(0o600)
+    partial = tmp_path / ".folder.partial"
+    (partial / "sub").mkdir(parents=True)
+    for name in ("a", "sub/b"):
+        (partial / name).write_text("x")
+        (partial / name).chmod(0o600)
+    publish_folder(partial, tmp_path / "folder")
+    files = [tmp_path / "weights.bin", tmp_path / "folder/a", tmp_path / "folder/sub/b"]
+    assert FILE_MODE & 0o044  # this machine's umask lets others read
+    assert [f.stat().st_mode & 0o777 for f in files] == [FILE_MODE] * 3
 
 
 # --- the stage runner ----------------------------------------------------------------------------

@@ -72,10 +72,12 @@ examples: demo-train
 	$(BIN)/train zeroshot $(DEMO)/train --tasks arc_easy,piqa,sciq,hellaswag --limit 200
 	$(BIN)/train eval $(DEMO)/train --run $(DEMO) --by-domain
 	$(BIN)/train phonebook --out runs/phonebook --parallel 2
-	mkdir -p examples/zeroshot examples/routed examples/phonebook
+	$(BIN)/train phonebook --out runs/phonebook-sufficient --budget sufficient --parallel 2  # ~33 min
+	mkdir -p examples/zeroshot examples/routed examples/phonebook examples/phonebook-sufficient
 	cp $(DEMO)/train/zeroshot/results.csv $(DEMO)/train/zeroshot/results.md $(DEMO)/train/zeroshot/zeroshot.png examples/zeroshot/
 	cp $(DEMO)/train/routed/routed_eval.csv $(DEMO)/train/routed/routed_eval.png $(DEMO)/train/routed/by_domain.* examples/routed/
 	cp runs/phonebook/phonebook.csv runs/phonebook/phonebook.png examples/phonebook/
+	cp runs/phonebook-sufficient/phonebook.csv runs/phonebook-sufficient/phonebook.png examples/phonebook-sufficient/
 
 # Regenerate data_cards/ from the demo run (tests/test_data_cards.py checks them against the code).
 data-cards: demo-inspect

@@ -61,6 +61,8 @@ SIZES: dict[str, ModelSize] = {
         ModelSize("phonebook", 6, 8, 256, lr=1e-4, weight_decay=0.01, clip=1.0),  # 4.7M non-embedding
         # ~0.1M: `train phonebook`; beta2 0.95 because its runs are 1,600 steps (see adam_beta2)
         ModelSize("phonebook-cpu", 2, 4, 64, lr=3e-3, weight_decay=0.01, clip=1.0, adam_beta2=0.95),
+        # ~27k: `train phonebook --budget sufficient`; lr 1e-3 lets one cluster reach 100% (3e-3 stalls at ~90%)
+        ModelSize("phonebook-cpu-narrow", 2, 4, 32, lr=1e-3, weight_decay=0.01, clip=1.0, adam_beta2=0.95),
         ModelSize("100M", 24, 8, 512, lr=3e-4, weight_decay=0.01, clip=0.1),
         ModelSize("125M", 12, 12, 768, lr=1e-3, weight_decay=0.0, clip=0.1),
         ModelSize("350M", 24, 16, 1024, lr=3e-4, weight_decay=0.01, clip=0.1),

@@ -122,7 +122,10 @@ class HeadNLL(torch.autograd.Function):
         grad_h = torch.empty_like(h_NH, dtype=torch.float32)
         grad_w = torch.zeros_like(w_VH, dtype=torch.float32)
         buffer = _logits_buffer(len(target_N), rows, w_VH)
-        chunk_grad_w = torch.empty_like(grad_w)
+        device = h_NH.device.type
+        gemm_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h_NH.dtype
+        fp32 = gemm_dtype == torch.float32 and h_NH.dtype == torch.float32
+        chunk_grad_w = torch.empty_like(grad_w) if fp32 else None  # each chunk's dW, reused
         for i in range(0, len(target_N), rows):
             h_CH, target_C = h_NH[i : i + rows], target_N[i : i + rows]
             logits_CV = _logits_into(buffer, h_CH, w_VH)
@@ -130,10 +133,9 @@ class HeadNLL(torch.autograd.Function):
             total += nll_C.sum()
             d_CV = logits_CV.div_(sum_C[:, None])  # softmax, in place of the logits
             d_CV[torch.arange(len(target_C)), target_C] -= 1.0
-            device = h_CH.device.type
-            d_CV = d_CV.to(torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h_CH.dtype)
+            d_CV = d_CV.to(gemm_dtype)
             grad_h[i : i + rows] = d_CV @ w_VH.to(d_CV.dtype)
-            if d_CV.dtype == torch.float32 and h_CH.dtype == torch.float32:
+            if fp32:
                 grad_w += torch.mm(d_CV.T, h_CH, out=chunk_grad_w)
             else:
                 grad_w += d_CV.T @ h_CH.to(d_CV.dtype)

@@ -72,7 +72,7 @@ examples: demo-train
 	$(BIN)/train zeroshot $(DEMO)/train --tasks arc_easy,piqa,sciq,hellaswag --limit 200
 	$(BIN)/train eval $(DEMO)/train --run $(DEMO) --by-domain
 	$(BIN)/train phonebook --out runs/phonebook --parallel 2
-	$(BIN)/train phonebook --out runs/phonebook-sufficient --budget sufficient --parallel 2  # ~33 min
+	$(BIN)/train phonebook --out runs/phonebook-sufficient --budget sufficient --parallel 2  # ~24 min
 	mkdir -p examples/zeroshot examples/routed examples/phonebook examples/phonebook-sufficient
 	cp $(DEMO)/train/zeroshot/results.csv $(DEMO)/train/zeroshot/results.md $(DEMO)/train/zeroshot/zeroshot.png examples/zeroshot/
 	cp $(DEMO)/train/routed/routed_eval.csv $(DEMO)/train/routed/routed_eval.png $(DEMO)/train/routed/by_domain.* examples/routed/

@@ -28,7 +28,7 @@ def _curves(budget: str) -> dict[float, list[float]]:
 
 def _largest_fall(curve: list[float]) -> float:
     """How far accuracy ever drops below an earlier (smaller-fraction) point."""
-    return max(max(curve[:i]) - a for i, a in enumerate(curve) if i) if len(curve) > 1 else 0.0
+    return max(max(curve[:i]) - curve[i] for i in range(1, len(curve)))
 
 
 def test_limited_budget_peaks_inside_at_overlap_0_and_never_falls_at_overlap_1():
